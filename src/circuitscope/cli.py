@@ -1,0 +1,57 @@
+"""The `circuitscope` command: one entry point, one subcommand per job.
+
+Each subcommand is a config dataclass (its fields become the options) and a
+function that takes that config. Errors a user can fix are `CircuitscopeError`s:
+printed as one line on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from circuitscope import __version__
+from circuitscope.cli_args import add_config_arguments, config_from_namespace
+from circuitscope.commands import all_commands
+from circuitscope.errors import CircuitscopeError
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="circuitscope",
+        description="Transcoders, attribution graphs and interventions for causal LMs.",
+    )
+    parser.add_argument("--version", action="version", version=f"circuitscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in all_commands():
+        doc = (command.run.__doc__ or "").strip()
+        summary = doc.splitlines()[0] if doc else ""
+        child = sub.add_parser(command.name, help=summary, description=doc)
+        add_config_arguments(child, command.config)
+        child.set_defaults(_command=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = getattr(args, "_command", None)
+    if command is None:
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        config = config_from_namespace(command.config, args)
+        return command.run(config) or 0
+    except CircuitscopeError as error:
+        print(f"circuitscope {command.name}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The subcommands of `circuitscope`, one module per group.
+
+To add one: write a config dataclass and a `run(config) -> int` function in a
+module here, and list a `Command` for it in `all_commands`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    config: type
+    run: Callable[[Any], int | None]
+
+
+def all_commands() -> list[Command]:
+    """Every subcommand, in the order `--help` lists them."""
+    from circuitscope.commands import model_commands
+
+    return [*model_commands.COMMANDS]

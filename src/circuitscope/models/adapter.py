@@ -1,0 +1,339 @@
+"""The one way the rest of circuitscope touches a model.
+
+`ModelAdapter` wraps a transformers causal LM of a supported architecture. A run
+can record every site (see `sites`), replace MLP outputs, replace the residual
+stream entering layer 0, and replay a recorded run's attention probabilities
+and norm scales ("frozen mode"), so that gradients flow linearly through the
+residual path. Hooks live only for the duration of a run; the wrapped model is
+left as transformers built it, except that its attention implementation is
+`circuitscope` (which computes the same function).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+from circuitscope.errors import CircuitscopeError
+from circuitscope.models import sites
+from circuitscope.models.architectures import ArchitectureSpec, d_mlp_of, spec_for_config
+from circuitscope.models.attention import (
+    ATTENTION_NAME,
+    PROBE_ATTRIBUTE,
+    AttentionProbe,
+    register_attention,
+)
+from circuitscope.models.frozen import FrozenState
+from circuitscope.models.norms import apply_norm, norm_scale
+
+
+@dataclass
+class ForwardResult:
+    logits: Tensor
+    """What the HF model returns: [batch, seq, vocab] (after any soft-cap)."""
+    cache: dict[str, Tensor] = field(default_factory=dict)
+    """Recorded sites by name (see `circuitscope.models.sites`), [batch, seq, d]."""
+    frozen: FrozenState | None = None
+    """The attention probabilities and norm scales of this run, when recorded."""
+
+
+@dataclass
+class Recording(ForwardResult):
+    """A run recorded in full: every site, and the state that frozen mode replays."""
+
+    input_ids: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+
+    def mlp_outputs(self) -> dict[int, Tensor]:
+        """Every layer's recorded MLP output, keyed by layer."""
+        n_layers = len(self.frozen.attention) if self.frozen else 0
+        return {layer: self.cache[sites.mlp_out(layer)] for layer in range(n_layers)}
+
+
+@dataclass
+class _RunPlan:
+    record: bool
+    keep_graph: bool
+    frozen: FrozenState | None
+    mlp_out: Mapping[int, Tensor]
+    embed: Tensor | None
+    cache: dict[str, Tensor] = field(default_factory=dict)
+    scales: dict[str, Tensor] = field(default_factory=dict)
+
+    def keep(self, name: str, value: Tensor) -> None:
+        if self.record:
+            self.cache[name] = value if self.keep_graph else value.detach()
+
+
+def _submodule(root: nn.Module, path: str) -> nn.Module:
+    module = root.get_submodule(path)
+    return module
+
+
+class ModelAdapter:
+    """Sites, replacement and frozen mode for one supported causal LM."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self.spec: ArchitectureSpec = spec_for_config(model.config)
+        register_attention()
+        model.set_attn_implementation(ATTENTION_NAME)
+        layers = _submodule(model, self.spec.layers)
+        assert isinstance(layers, nn.ModuleList)
+        self.layers: list[nn.Module] = list(layers)
+        self.embedding = _submodule(model, self.spec.embed)
+        self.final_norm = _submodule(model, self.spec.final_norm)
+        self.unembedding = _submodule(model, self.spec.unembed)
+        self.probes: list[AttentionProbe] = []
+        for index, layer in enumerate(self.layers):
+            probe = AttentionProbe(layer=index)
+            setattr(layer.get_submodule(self.spec.attention), PROBE_ATTRIBUTE, probe)
+            self.probes.append(probe)
+
+    # --- shapes -----------------------------------------------------------------
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def d_mlp(self) -> int:
+        return d_mlp_of(self.config)
+
+    @property
+    def vocab_size(self) -> int:
+        weight = self.unembedding.weight
+        assert isinstance(weight, Tensor)
+        return int(weight.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def softcap(self) -> float | None:
+        """The final logit soft-cap (Gemma-2/3), or None."""
+        if self.spec.final_softcap is None:
+            return None
+        value = getattr(self.config, self.spec.final_softcap, None)
+        return float(value) if value else None
+
+    @property
+    def max_positions(self) -> int | None:
+        for name in ("max_position_embeddings", "n_positions"):
+            value = getattr(self.config, name, None)
+            if value:
+                return int(value)
+        return None
+
+    def norm_paths(self) -> list[str]:
+        """Every frozen norm: per-layer ones as `layers.{l}.{name}`, then `final_norm`."""
+        paths = [f"layers.{i}.{name}" for i in range(self.n_layers) for name in self.spec.norms]
+        return [*paths, sites.FINAL_NORM]
+
+    def hook_points(self) -> dict[str, str]:
+        """Each site of layer 0 and the model ends, with the module path that provides it."""
+        layer0 = f"{self.spec.layers}.0"
+        return {
+            sites.EMBED: f"input of {layer0}",
+            sites.resid_pre(0): f"input of {layer0}",
+            sites.mlp_in(0): f"input of {layer0}.{self.spec.mlp}",
+            sites.mlp_out(0): f"output of {layer0}.{self.spec.mlp_out}",
+            sites.resid_post(0): f"output of {layer0}",
+            sites.FINAL_NORM: f"output of {self.spec.final_norm}",
+            "logits": f"output of {self.spec.unembed}",
+        }
+
+    # --- the unembedding ----------------------------------------------------------
+    @property
+    def unembed_weight(self) -> Tensor:
+        """W_U as stored: [vocab, d_model]."""
+        weight = self.unembedding.weight
+        assert isinstance(weight, Tensor)
+        return weight
+
+    def logits_from_normed(self, normed: Tensor) -> Tensor:
+        """Logits before any soft-cap. normed: [..., d_model] -> [..., vocab]."""
+        return self.unembedding(normed)
+
+    # --- runs -------------------------------------------------------------------
+    def run(
+        self,
+        input_ids: Tensor,
+        *,
+        record: bool = False,
+        keep_graph: bool = False,
+        frozen: FrozenState | None = None,
+        mlp_out: Mapping[int, Tensor] | None = None,
+        embed: Tensor | None = None,
+    ) -> ForwardResult:
+        """One forward pass. input_ids: [batch, seq].
+
+        record: keep every site in `result.cache` (detached unless `keep_graph`).
+        frozen: replay these attention probabilities and norm scales.
+        mlp_out: per layer, a tensor [batch or 1, seq, d_model] used as the MLP output.
+        embed: the residual stream entering layer 0, [batch or 1, seq, d_model].
+        """
+        input_ids = self._checked_ids(input_ids)
+        if frozen is not None:
+            frozen.check_covers(self.n_layers, self.norm_paths(), int(input_ids.shape[1]))
+        plan = _RunPlan(record, keep_graph, frozen, mlp_out or {}, embed)
+        self._check_replacements(plan, input_ids)
+        with self._hooks(plan):
+            logits = self.model(input_ids=input_ids, use_cache=False).logits
+        captured = None
+        if record:
+            attention = {p.layer: p.recorded for p in self.probes if p.recorded is not None}
+            captured = FrozenState(attention, dict(plan.scales))
+        for probe in self.probes:
+            probe.recorded = None
+        return ForwardResult(logits=logits, cache=plan.cache, frozen=captured)
+
+    def record(self, input_ids: Tensor) -> Recording:
+        """Run once without gradients and keep every site and the frozen state."""
+        with torch.no_grad():
+            result = self.run(input_ids, record=True)
+        assert result.frozen is not None
+        return Recording(result.logits, result.cache, result.frozen, input_ids=input_ids)
+
+    def _checked_ids(self, input_ids: Tensor) -> Tensor:
+        if input_ids.ndim == 1:
+            input_ids = input_ids.unsqueeze(0)
+        if input_ids.ndim != 2 or input_ids.shape[1] == 0:
+            raise CircuitscopeError(
+                f"expected token ids of shape [batch, seq>0], got {tuple(input_ids.shape)}"
+            )
+        limit = self.max_positions
+        if limit is not None and input_ids.shape[1] > limit:
+            raise CircuitscopeError(
+                f"prompt has {input_ids.shape[1]} tokens; this model's context is {limit}"
+            )
+        return input_ids.to(self.device)
+
+    def _check_replacements(self, plan: _RunPlan, input_ids: Tensor) -> None:
+        batch, seq = int(input_ids.shape[0]), int(input_ids.shape[1])
+        for layer, value in plan.mlp_out.items():
+            if not 0 <= layer < self.n_layers:
+                raise CircuitscopeError(f"no layer {layer}: the model has {self.n_layers}")
+            _check_site_shape(f"mlp_out[{layer}]", value, batch, seq, self.d_model)
+        if plan.embed is not None:
+            _check_site_shape("embed", plan.embed, batch, seq, self.d_model)
+
+    @contextmanager
+    def _hooks(self, plan: _RunPlan) -> Iterator[None]:
+        mode = "frozen" if plan.frozen is not None else "record" if plan.record else "normal"
+        with ExitStack() as stack:
+            for probe in self.probes:
+                probe.mode = mode
+                probe.frozen = plan.frozen.attention[probe.layer] if plan.frozen else None
+            stack.callback(self._reset_probes)
+            for layer_index, layer in enumerate(self.layers):
+                for handle in self._layer_hooks(plan, layer_index, layer):
+                    stack.callback(handle.remove)
+            final = self._norm_hook(plan, sites.FINAL_NORM, self.final_norm)
+            keep = self.final_norm.register_forward_hook(
+                lambda _m, _a, out: plan.keep(sites.FINAL_NORM, out)
+            )
+            stack.callback(final.remove)
+            stack.callback(keep.remove)
+            yield
+
+    def _reset_probes(self) -> None:
+        for probe in self.probes:
+            probe.mode = "normal"
+            probe.frozen = None
+
+    def _layer_hooks(self, plan: _RunPlan, index: int, layer: nn.Module) -> list[Any]:
+        spec = self.spec
+        handles = [
+            layer.register_forward_pre_hook(_resid_pre_hook(plan, index), with_kwargs=True),
+            layer.register_forward_hook(
+                lambda _m, _a, out: plan.keep(sites.resid_post(index), _hidden(out))
+            ),
+            layer.get_submodule(spec.mlp).register_forward_pre_hook(
+                lambda _m, args: plan.keep(sites.mlp_in(index), args[0])
+            ),
+        ]
+        for name in spec.norms:
+            path = f"layers.{index}.{name}"
+            handles.append(self._norm_hook(plan, path, layer.get_submodule(name)))
+        handles.append(
+            layer.get_submodule(spec.mlp_out).register_forward_hook(_mlp_out_hook(plan, index))
+        )
+        return handles
+
+    def _norm_hook(self, plan: _RunPlan, path: str, module: nn.Module) -> Any:
+        kind = self.spec.norm_kind
+
+        def hook(mod: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor | None:
+            x = args[0]
+            if plan.frozen is not None:
+                return apply_norm(kind, mod, x, plan.frozen.norm_scales[path])
+            if plan.record:
+                plan.scales[path] = norm_scale(kind, mod, x).detach()
+            return None
+
+        return module.register_forward_hook(hook)
+
+
+def _hidden(output: Any) -> Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _check_site_shape(name: str, value: Tensor, batch: int, seq: int, d_model: int) -> None:
+    ok = value.ndim == 3 and value.shape[0] in (1, batch) and tuple(value.shape[1:]) == (
+        seq,
+        d_model,
+    )
+    if not ok:
+        raise CircuitscopeError(
+            f"{name} must have shape [{batch} or 1, {seq}, {d_model}], got {tuple(value.shape)}"
+        )
+
+
+def _resid_pre_hook(plan: _RunPlan, index: int) -> Any:
+    def hook(
+        _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        from_kwargs = "hidden_states" in kwargs
+        hidden = kwargs["hidden_states"] if from_kwargs else args[0]
+        changed = False
+        if index == 0 and plan.embed is not None:
+            hidden = plan.embed.to(hidden.dtype).expand_as(hidden)
+            changed = True
+        if index == 0:
+            plan.keep(sites.EMBED, hidden)
+        plan.keep(sites.resid_pre(index), hidden)
+        if not changed:
+            return None
+        if from_kwargs:
+            return args, {**kwargs, "hidden_states": hidden}
+        return (hidden, *args[1:]), kwargs
+
+    return hook
+
+
+def _mlp_out_hook(plan: _RunPlan, index: int) -> Any:
+    def hook(_module: nn.Module, _args: tuple[Any, ...], output: Tensor) -> Tensor | None:
+        replacement = plan.mlp_out.get(index)
+        value = output if replacement is None else replacement.to(output.dtype).expand_as(output)
+        plan.keep(sites.mlp_out(index), value)
+        return None if replacement is None else value
+
+    return hook

