@@ -43,9 +43,12 @@ def _docstrings_after_assignments(statements: list[ast.stmt]) -> dict[str, str]:
     for stmt, following in zip(statements, statements[1:], strict=False):
         if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
             continue
-        if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
-            if isinstance(following.value.value, str):
-                docs[stmt.target.id] = inspect.cleandoc(following.value.value)
+        if (
+            isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[stmt.target.id] = inspect.cleandoc(following.value.value)
     return docs
 
 

@@ -103,11 +103,12 @@ def run_command(config: RunConfig) -> int:
     probs = torch.softmax(logits, dim=-1)
     top = probs.topk(min(config.top_k, probs.numel()))
     print(f"{config.prompt!r} ({ids.shape[1]} tokens) -> next token:")
-    for rank, (p, index) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+    for rank, (p, index) in enumerate(
+        zip(top.values.tolist(), top.indices.tolist(), strict=True), 1
+    ):
         token = loaded.tokenizer.decode([index])
         print(f"  {rank:>2}. {token!r:<20} {p:.4f}")
     return 0
-
 
 
 COMMANDS = [

@@ -6,7 +6,13 @@ Imports are lazy so that `circuitscope --help` does not load torch.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from circuitscope.models.adapter import ForwardResult, ModelAdapter, Recording
+    from circuitscope.models.architectures import SUPPORTED, ArchitectureSpec, spec_for_config
+    from circuitscope.models.frozen import FrozenState
+    from circuitscope.models.loading import LoadedModel, load_model
 
 _EXPORTS = {
     "ArchitectureSpec": "circuitscope.models.architectures",
@@ -20,7 +26,17 @@ _EXPORTS = {
     "load_model": "circuitscope.models.loading",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "SUPPORTED",
+    "ArchitectureSpec",
+    "ForwardResult",
+    "FrozenState",
+    "LoadedModel",
+    "ModelAdapter",
+    "Recording",
+    "load_model",
+    "spec_for_config",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -44,15 +44,21 @@ class ForwardResult:
 
 
 @dataclass
-class Recording(ForwardResult):
+class Recording:
     """A run recorded in full: every site, and the state that frozen mode replays."""
 
-    input_ids: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+    input_ids: Tensor
+    """[batch, seq] token ids."""
+    logits: Tensor
+    """[batch, seq, vocab], as the HF model returns them."""
+    cache: dict[str, Tensor]
+    """Every site (see `circuitscope.models.sites`), detached, [batch, seq, d_model]."""
+    frozen: FrozenState
+    """Attention probabilities and norm scales, for frozen mode."""
 
     def mlp_outputs(self) -> dict[int, Tensor]:
         """Every layer's recorded MLP output, keyed by layer."""
-        n_layers = len(self.frozen.attention) if self.frozen else 0
-        return {layer: self.cache[sites.mlp_out(layer)] for layer in range(n_layers)}
+        return {layer: self.cache[sites.mlp_out(layer)] for layer in self.frozen.attention}
 
 
 @dataclass
@@ -210,7 +216,7 @@ class ModelAdapter:
         with torch.no_grad():
             result = self.run(input_ids, record=True)
         assert result.frozen is not None
-        return Recording(result.logits, result.cache, result.frozen, input_ids=input_ids)
+        return Recording(input_ids, result.logits, result.cache, result.frozen)
 
     def _checked_ids(self, input_ids: Tensor) -> Tensor:
         if input_ids.ndim == 1:
@@ -247,9 +253,7 @@ class ModelAdapter:
                 for handle in self._layer_hooks(plan, layer_index, layer):
                     stack.callback(handle.remove)
             final = self._norm_hook(plan, sites.FINAL_NORM, self.final_norm)
-            keep = self.final_norm.register_forward_hook(
-                lambda _m, _a, out: plan.keep(sites.FINAL_NORM, out)
-            )
+            keep = self.final_norm.register_forward_hook(_keep_output(plan, sites.FINAL_NORM))
             stack.callback(final.remove)
             stack.callback(keep.remove)
             yield
@@ -263,9 +267,7 @@ class ModelAdapter:
         spec = self.spec
         handles = [
             layer.register_forward_pre_hook(_resid_pre_hook(plan, index), with_kwargs=True),
-            layer.register_forward_hook(
-                lambda _m, _a, out: plan.keep(sites.resid_post(index), _hidden(out))
-            ),
+            layer.register_forward_hook(_keep_output(plan, sites.resid_post(index))),
             layer.get_submodule(spec.mlp).register_forward_pre_hook(
                 lambda _m, args: plan.keep(sites.mlp_in(index), args[0])
             ),
@@ -292,14 +294,22 @@ class ModelAdapter:
         return module.register_forward_hook(hook)
 
 
-def _hidden(output: Any) -> Tensor:
-    return output[0] if isinstance(output, tuple) else output
+def _keep_output(plan: _RunPlan, name: str) -> Any:
+    def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
+        plan.keep(name, output[0] if isinstance(output, tuple) else output)
+
+    return hook
 
 
 def _check_site_shape(name: str, value: Tensor, batch: int, seq: int, d_model: int) -> None:
-    ok = value.ndim == 3 and value.shape[0] in (1, batch) and tuple(value.shape[1:]) == (
-        seq,
-        d_model,
+    ok = (
+        value.ndim == 3
+        and value.shape[0] in (1, batch)
+        and tuple(value.shape[1:])
+        == (
+            seq,
+            d_model,
+        )
     )
     if not ok:
         raise CircuitscopeError(

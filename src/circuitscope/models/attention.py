@@ -19,6 +19,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from circuitscope.errors import CircuitscopeError
+from circuitscope.models.norms import accumulation_dtype
 
 ATTENTION_NAME = "circuitscope"
 PROBE_ATTRIBUTE = "_circuitscope_probe"
@@ -50,14 +51,17 @@ def attention_probabilities(
     scaling: float | None,
     softcap: float | None,
 ) -> Tensor:
-    """Softmax attention in fp32. query [b, h, q, d], key [b, h, k, d] -> [b, h, q, k]."""
+    """Softmax attention in fp32 (fp64 for fp64).
+
+    query [b, h, q, d], key [b, h, k, d], mask [b, 1, q, >=k] additive -> [b, h, q, k].
+    """
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     scores = torch.matmul(query, key.transpose(2, 3)) * scale
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     if mask is not None:
         scores = scores + mask[:, :, :, : key.shape[-2]]
-    return torch.softmax(scores, dim=-1, dtype=torch.float32)
+    return torch.softmax(scores, dim=-1, dtype=accumulation_dtype(scores))
 
 
 def circuitscope_attention(

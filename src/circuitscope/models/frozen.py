@@ -37,8 +37,7 @@ class FrozenState:
             )
         if self.seq_len != seq_len:
             raise CircuitscopeError(
-                f"frozen state was recorded on {self.seq_len} tokens, "
-                f"but this run has {seq_len}"
+                f"frozen state was recorded on {self.seq_len} tokens, but this run has {seq_len}"
             )
 
     def to(self, device: str) -> FrozenState:

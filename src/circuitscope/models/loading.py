@@ -73,9 +73,7 @@ def resolve_source(spec: str) -> tuple[str, str, str | None]:
     )
 
 
-def load_model(
-    spec: str, device: str = "cpu", dtype: str | torch.dtype = "float32"
-) -> LoadedModel:
+def load_model(spec: str, device: str = "cpu", dtype: str | torch.dtype = "float32") -> LoadedModel:
     """Load a supported causal LM with its tokenizer and adapter, in eval mode.
 
     spec: a hub id, a local HF folder, a .gguf file, or "smollm2-135m".

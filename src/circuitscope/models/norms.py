@@ -13,6 +13,11 @@ from torch import Tensor, nn
 from circuitscope.models.architectures import NormKind
 
 
+def accumulation_dtype(x: Tensor) -> torch.dtype:
+    """fp32 for fp32 and lower precisions (as transformers does), fp64 kept as is."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def norm_eps(module: nn.Module) -> float:
     for name in ("variance_epsilon", "eps"):
         value = getattr(module, name, None)
@@ -22,8 +27,8 @@ def norm_eps(module: nn.Module) -> float:
 
 
 def norm_scale(kind: NormKind, module: nn.Module, x: Tensor) -> Tensor:
-    """The divisor's inverse, in fp32. x: [..., d] -> [..., 1]."""
-    xf = x.float()
+    """The divisor's inverse, in fp32 (fp64 for fp64 x). x: [..., d] -> [..., 1]."""
+    xf = x.to(accumulation_dtype(x))
     if kind == "layer":
         var = xf.var(dim=-1, keepdim=True, unbiased=False)
     else:
@@ -35,11 +40,12 @@ def apply_norm(kind: NormKind, module: nn.Module, x: Tensor, scale: Tensor) -> T
     """The norm's output with a given scale. x: [..., d], scale: [..., 1] (broadcasts)."""
     weight = module.weight
     assert isinstance(weight, Tensor)
+    xf = x.to(accumulation_dtype(x))
     if kind == "rms":
-        return weight * (x.float() * scale).to(x.dtype)
+        return weight * (xf * scale).to(x.dtype)
     if kind == "rms_offset":
-        return ((x.float() * scale) * (1.0 + weight.float())).type_as(x)
-    centred = x.float() - x.float().mean(dim=-1, keepdim=True)
+        return ((xf * scale) * (1.0 + weight.to(xf.dtype))).type_as(x)
+    centred = xf - xf.mean(dim=-1, keepdim=True)
     out = (centred * scale).to(x.dtype) * weight
     bias = getattr(module, "bias", None)
     return out + bias if isinstance(bias, Tensor) else out

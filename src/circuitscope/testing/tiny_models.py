@@ -9,6 +9,7 @@ that no part of the model is the identity by accident).
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -65,8 +66,10 @@ def tiny_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
 
 def tiny_config(arch: str, vocab_size: int) -> PretrainedConfig:
     """A 3-4 layer config with d_model 32 for one of `ARCHITECTURES`."""
-    tokens = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=3)
-    common = dict(
+    tokens: dict[str, Any] = dict(
+        vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=3
+    )
+    common: dict[str, Any] = dict(
         hidden_size=32,
         intermediate_size=64,
         num_attention_heads=4,
@@ -100,9 +103,7 @@ def tiny_config(arch: str, vocab_size: int) -> PretrainedConfig:
             **common,
         )
     if arch == "gpt2":
-        return GPT2Config(
-            n_embd=32, n_layer=3, n_head=4, n_inner=64, n_positions=64, **tokens
-        )
+        return GPT2Config(n_embd=32, n_layer=3, n_head=4, n_inner=64, n_positions=64, **tokens)
     raise ValueError(f"no tiny config for {arch!r}; choose from {ARCHITECTURES}")
 
 

