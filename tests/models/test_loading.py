@@ -107,3 +107,18 @@ def test_prompt_longer_than_the_context_is_refused(tiny_folder: Path):
     too_long = torch.ones(1, limit + 1, dtype=torch.long)
     with pytest.raises(CircuitscopeError, match="context"):
         loaded.adapter.run(too_long)
+
+
+def test_gguf_cache_is_keyed_by_content_not_path(tmp_path: Path, monkeypatch):
+    from circuitscope.models.gguf_cache import cached_folder
+
+    monkeypatch.setenv("CIRCUITSCOPE_CACHE", str(tmp_path / "cache"))
+    payload = b"GGUF" + bytes(range(256)) * 9000
+    first, second, other = tmp_path / "a.gguf", tmp_path / "b" / "a.gguf", tmp_path / "c.gguf"
+    second.parent.mkdir()
+    first.write_bytes(payload)
+    second.write_bytes(payload)
+    other.write_bytes(payload[:-1] + b"x")
+    assert cached_folder(first) == cached_folder(second)
+    assert cached_folder(first).parent == tmp_path / "cache" / "gguf"
+    assert cached_folder(first).name.split("-")[-1] != cached_folder(other).name.split("-")[-1]

