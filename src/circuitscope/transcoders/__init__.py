@@ -1,0 +1,67 @@
+"""Cross-layer and per-layer transcoders: modules, activations, files, other formats.
+
+Imports are lazy so that importing the package (e.g. for the CLI) does not load torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from circuitscope.transcoders.activations import (
+        BatchTopK,
+        JumpReLU,
+        ReLU,
+        TopK,
+        make_activation,
+    )
+    from circuitscope.transcoders.config import TranscoderConfig
+    from circuitscope.transcoders.formats import FORMATS, detect_format, write_format
+    from circuitscope.transcoders.initialize import random_transcoder
+    from circuitscope.transcoders.layer import TranscoderLayer
+    from circuitscope.transcoders.normalization import fold_scales
+    from circuitscope.transcoders.transcoder import Transcoder
+    from circuitscope.transcoders.validation import check_against_model, model_mismatches
+
+_EXPORTS = {
+    "TranscoderConfig": "circuitscope.transcoders.config",
+    "Transcoder": "circuitscope.transcoders.transcoder",
+    "TranscoderLayer": "circuitscope.transcoders.layer",
+    "JumpReLU": "circuitscope.transcoders.activations",
+    "TopK": "circuitscope.transcoders.activations",
+    "BatchTopK": "circuitscope.transcoders.activations",
+    "ReLU": "circuitscope.transcoders.activations",
+    "make_activation": "circuitscope.transcoders.activations",
+    "FORMATS": "circuitscope.transcoders.formats",
+    "detect_format": "circuitscope.transcoders.formats",
+    "write_format": "circuitscope.transcoders.formats",
+    "check_against_model": "circuitscope.transcoders.validation",
+    "model_mismatches": "circuitscope.transcoders.validation",
+    "fold_scales": "circuitscope.transcoders.normalization",
+    "random_transcoder": "circuitscope.transcoders.initialize",
+}
+
+__all__ = [
+    "BatchTopK",
+    "FORMATS",
+    "JumpReLU",
+    "ReLU",
+    "TopK",
+    "Transcoder",
+    "TranscoderConfig",
+    "TranscoderLayer",
+    "check_against_model",
+    "detect_format",
+    "fold_scales",
+    "make_activation",
+    "model_mismatches",
+    "random_transcoder",
+    "write_format",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'circuitscope.transcoders' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -1,0 +1,231 @@
+"""`Transcoder`: one module for cross-layer (CLT) and per-layer (PLT) transcoders.
+
+    a[l] = σ(mlp_in[l] @ W_enc[l] + b_enc[l])
+    ŷ[l] = Σ_{l' ≤ l} a[l'] @ W_dec[l' → l] + b_dec[l]  (+ mlp_in[l] @ W_skip[l])
+
+A PLT is the case where W_dec[l' → l] exists only for l' = l. Layers live in
+`blocks` once used; a transcoder opened from files reads a layer the first time it
+is needed (`lazy`), and `release` drops layers again, so a CLT bigger than memory
+can be used layer by layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from circuitscope.transcoders.config import TranscoderConfig
+from circuitscope.transcoders.layer import B_DEC, W_DEC, TranscoderLayer
+from circuitscope.transcoders.source import LayerSource
+from circuitscope.transcoders.validation import check_layer_tensors
+
+Activations = Mapping[int, Tensor] | Sequence[Tensor]
+
+
+class Transcoder(nn.Module):
+    """Per-layer encoders and (cross-layer) decoders; see the module docstring."""
+
+    def __init__(self, config: TranscoderConfig, source: LayerSource | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.source = source
+        self.blocks = nn.ModuleDict()
+        self.home = torch.device("cpu")
+        if source is None:
+            for layer in range(config.n_layers):
+                self.blocks[str(layer)] = TranscoderLayer(config, layer)
+
+    # --- building, loading, saving ---------------------------------------------------
+    @classmethod
+    def from_layers(
+        cls, config: TranscoderConfig, layers: Sequence[Mapping[str, Tensor]]
+    ) -> Transcoder:
+        """A transcoder holding these tensors, one mapping per layer (native names)."""
+        transcoder = cls(config, source=None)
+        for layer, tensors in enumerate(layers):
+            check_layer_tensors(config, layer, tensors, {})
+            transcoder.blocks[str(layer)] = TranscoderLayer.from_tensors(config, layer, tensors)
+        return transcoder
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, lazy: bool = True, device: str = "cpu", format: str = "auto"
+    ) -> Transcoder:
+        """Open a transcoder in any supported format: a folder, a file, or a hub repo id.
+
+        lazy: read each layer on first use (else read every layer now).
+        """
+        from circuitscope.transcoders.formats import open_source
+
+        source = open_source(str(path), format)
+        transcoder = cls(source.config, source)
+        transcoder.home = torch.device(device)
+        if not lazy:
+            for layer in range(source.config.n_layers):
+                transcoder.layer(layer)
+        return transcoder
+
+    def save(self, path: str | Path) -> Path:
+        """Write the native format: config.json and layer_{l}.safetensors per layer."""
+        from circuitscope.transcoders.native_io import write_native
+
+        return write_native(self, Path(path))
+
+    def layer(self, layer: int) -> TranscoderLayer:
+        """The module of `layer`, read from the source the first time."""
+        key = str(self._checked_layer(layer))
+        if key not in self.blocks:
+            tensors = self.read_layer_tensors(layer)
+            block = TranscoderLayer.from_tensors(self.config, layer, tensors)
+            self.blocks[key] = block.to(self.home)
+        block = self.blocks[key]
+        assert isinstance(block, TranscoderLayer)
+        return block
+
+    def read_layer_tensors(self, layer: int) -> dict[str, Tensor]:
+        """Layer `layer`'s tensors, checked, without keeping them (loaded ones are reused)."""
+        if str(layer) in self.blocks:
+            return self.layer(layer).tensors()
+        if self.source is None:
+            raise ValueError(f"layer {layer} is neither loaded nor backed by files")
+        tensors = self.source.read_layer(layer)
+        check_layer_tensors(self.config, layer, tensors, self.source.layer_files(layer))
+        return tensors
+
+    def release(self, layers: Sequence[int] | None = None) -> None:
+        """Forget loaded layers (all by default) so they are read again when needed."""
+        if self.source is None:
+            raise ValueError("this transcoder has no files to read released layers back from")
+        for layer in self.loaded_layers() if layers is None else layers:
+            if str(layer) in self.blocks:
+                del self.blocks[str(layer)]
+
+    def loaded_layers(self) -> list[int]:
+        return sorted(int(key) for key in self.blocks)
+
+    def _checked_layer(self, layer: int) -> int:
+        if not 0 <= layer < self.config.n_layers:
+            raise IndexError(f"layer {layer} out of range 0..{self.config.n_layers - 1}")
+        return layer
+
+    # --- encoding ----------------------------------------------------------------------
+    def pre_activations(self, layer: int, mlp_in: Tensor) -> Tensor:
+        """mlp_in @ W_enc + b_enc. mlp_in: [..., d_model] -> [..., n_features[layer]]."""
+        return self.layer(layer).pre_activations(mlp_in)
+
+    def encode(self, layer: int, mlp_in: Tensor) -> Tensor:
+        """Feature activations. mlp_in: [..., d_model] -> [..., n_features[layer]]."""
+        return self.layer(layer).encode(mlp_in)
+
+    # --- decoding ----------------------------------------------------------------------
+    def decode_from(self, layer: int, activations: Tensor) -> Tensor:
+        """What layer `layer`'s features write to each of their output layers (no bias).
+
+        activations: [..., n_features[layer]] -> [n_out, ..., d_model], slot j being
+        output layer `layer + j` (see `config.output_layers`).
+        """
+        return self.layer(layer).contributions(activations)
+
+    def decode(
+        self, activations: Activations, mlp_in: Activations | None = None
+    ) -> dict[int, Tensor]:
+        """Reconstructions ŷ[l] for every layer l given. activations[l]: [..., n_features[l]].
+
+        Returns {l: [..., d_model]}. For a CLT, ŷ[l] needs the activations of every
+        layer up to l. mlp_in[l] ([..., d_model]) is needed with a skip connection.
+        """
+        acts = as_layer_dict(activations)
+        self.check_sources(acts)
+        totals: dict[int, Tensor] = {}
+        for source in sorted(acts):
+            contributions = self.decode_from(source, acts[source])
+            for slot, out in enumerate(self.config.output_layers(source)):
+                if out in acts:
+                    previous = totals.get(out)
+                    part = contributions[slot]
+                    totals[out] = part if previous is None else previous + part
+        return self._add_biases(totals, mlp_in)
+
+    def check_sources(self, acts: Mapping[int, Tensor]) -> None:
+        """Raise ValueError unless a CLT has the activations of every layer up to each output."""
+        if self.config.kind != "clt":
+            return
+        for out in acts:
+            missing = [layer for layer in range(out) if layer not in acts]
+            if missing:
+                raise ValueError(
+                    f"a CLT's output at layer {out} needs the activations of layers {missing}"
+                )
+
+    def _add_biases(
+        self, totals: dict[int, Tensor], mlp_in: Activations | None
+    ) -> dict[int, Tensor]:
+        inputs = as_layer_dict(mlp_in) if mlp_in is not None else {}
+        out: dict[int, Tensor] = {}
+        for layer, total in sorted(totals.items()):
+            block = self.layer(layer)
+            out[layer] = total + block.b_dec
+            if block.W_skip is not None:
+                if layer not in inputs:
+                    raise ValueError(f"layer {layer} has a skip connection: pass mlp_in[{layer}]")
+                out[layer] = out[layer] + block.skip(inputs[layer])
+        return out
+
+    def forward(self, mlp_in: Activations) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
+        """Encode every layer given and decode. Returns (activations, reconstructions)."""
+        inputs = as_layer_dict(mlp_in)
+        acts = {layer: self.encode(layer, x) for layer, x in sorted(inputs.items())}
+        return acts, self.decode(acts, inputs)
+
+    def decode_sparse(
+        self, activations: Activations, mlp_in: Activations | None = None
+    ) -> dict[int, Tensor]:
+        """Same as `decode`, touching only the decoder rows of active features."""
+        from circuitscope.transcoders.sparse import decode_sparse
+
+        return decode_sparse(self, as_layer_dict(activations), mlp_in)
+
+    # --- decoder geometry ----------------------------------------------------------------
+    def active_decoders(self, layer: int, features: Tensor) -> Tensor:
+        """Decoder vectors of some features. features: [u] sorted unique -> [u, n_out, d_model].
+
+        Reads only those rows from the files when the layer is not loaded.
+        """
+        if str(layer) in self.blocks or self.source is None:
+            return self.layer(layer).decoders()[features.to(self.home)]
+        rows = self.source.read_rows(layer, W_DEC, features.cpu())
+        return rows.reshape(len(features), self.config.n_outputs(layer), -1).to(self.home)
+
+    def decoder_bias(self, layer: int) -> Tensor:
+        """b_dec of `layer`: [d_model]."""
+        if str(layer) in self.blocks or self.source is None:
+            return self.layer(layer).b_dec
+        return self.source.read_rows(layer, B_DEC, torch.arange(self.config.d_model)).to(self.home)
+
+    def decoder_vectors(self, layer: int, feature: int) -> Tensor:
+        """Feature `feature` of `layer`'s decoder vector for each output layer: [n_out, d_model]."""
+        index = torch.tensor([feature])
+        return self.active_decoders(self._checked_layer(layer), index)[0]
+
+    def decoder_norms(self, layer: int) -> Tensor:
+        """Norm of each feature's decoder vectors over all output layers concatenated: [n_f]."""
+        decoders = self.layer(layer).decoders()
+        return decoders.reshape(decoders.shape[0], -1).norm(dim=1)
+
+    # --- sizes -------------------------------------------------------------------------
+    def n_parameters(self, layer: int | None = None) -> int:
+        """Parameters of `layer` (of every layer when None), from the config alone."""
+        from circuitscope.transcoders.layer import expected_shapes
+
+        layers = range(self.config.n_layers) if layer is None else [layer]
+        shapes = [s for l_ in layers for s in expected_shapes(self.config, l_).values()]
+        return sum(int(torch.Size(shape).numel()) for shape in shapes)
+
+
+def as_layer_dict(values: Activations) -> dict[int, Tensor]:
+    if isinstance(values, Mapping):
+        return {int(layer): value for layer, value in values.items()}
+    return dict(enumerate(values))

@@ -1,0 +1,98 @@
+"""Checks on load: a layer's tensors against the config, a transcoder against a model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from circuitscope.errors import CircuitscopeError
+from circuitscope.models import sites
+from circuitscope.transcoders.config import TranscoderConfig
+from circuitscope.transcoders.layer import expected_shapes
+
+if TYPE_CHECKING:
+    from circuitscope.models.adapter import ModelAdapter
+    from circuitscope.transcoders.transcoder import Transcoder
+
+
+def check_layer_header(
+    config: TranscoderConfig,
+    layer: int,
+    found: Mapping[str, tuple[tuple[int, ...], str]],
+    files: Mapping[str, Path],
+) -> None:
+    """Names, shapes and dtypes of layer `layer` (from file headers) against `config`.
+
+    found: name -> (shape, dtype name); files: name -> the file it came from.
+    """
+    expected = expected_shapes(config, layer)
+    where = _where(files, next(iter(expected)))
+    missing = [name for name in expected if name not in found]
+    if missing:
+        raise CircuitscopeError(f"{where}: layer {layer} lacks tensor(s) {', '.join(missing)}")
+    for name, shape in expected.items():
+        got_shape, got_dtype = found[name]
+        if tuple(got_shape) != shape:
+            raise CircuitscopeError(
+                f"{_where(files, name)}: {name} has shape {tuple(got_shape)}, "
+                f"expected {shape} for layer {layer}"
+            )
+        if got_dtype != config.dtype:
+            raise CircuitscopeError(
+                f"{_where(files, name)}: {name} is {got_dtype}, but the config says {config.dtype}"
+            )
+
+
+def check_layer_tensors(
+    config: TranscoderConfig, layer: int, tensors: Mapping[str, Tensor], files: Mapping[str, Path]
+) -> None:
+    """Shapes, dtypes and finiteness of a layer's tensors."""
+    found = {
+        name: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in tensors.items()
+    }
+    check_layer_header(config, layer, found, files)
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = "NaN" if bool(torch.isnan(tensor).any()) else "infinite values"
+            raise CircuitscopeError(
+                f"{_where(files, name)}: {name} of layer {layer} contains {bad}"
+            )
+
+
+def _where(files: Mapping[str, Path], name: str) -> Path | str:
+    if name in files:
+        return files[name]
+    return next(iter(files.values()), "transcoder")
+
+
+def model_mismatches(config: TranscoderConfig, adapter: ModelAdapter) -> list[str]:
+    """One sentence per way the transcoder does not fit the model (empty when it fits)."""
+    problems: list[str] = []
+    if config.n_layers != adapter.n_layers:
+        problems.append(
+            f"transcoder has {config.n_layers} layers, the model has {adapter.n_layers}"
+        )
+    if config.d_model != adapter.d_model:
+        problems.append(f"transcoder d_model is {config.d_model}, the model's is {adapter.d_model}")
+    if config.architecture and config.architecture != adapter.spec.name:
+        problems.append(
+            f"transcoder was made for a {config.architecture} model, this is {adapter.spec.name}"
+        )
+    known = set(sites.all_sites(adapter.n_layers))
+    for label, site in (("input", config.site_in(0)), ("output", config.site_out(0))):
+        if site not in known:
+            problems.append(f"{label} site {site!r} is not a site this model records")
+    return problems
+
+
+def check_against_model(transcoder: Transcoder | TranscoderConfig, adapter: ModelAdapter) -> None:
+    """Raise CircuitscopeError listing every mismatch between a transcoder and a model."""
+    config = transcoder if isinstance(transcoder, TranscoderConfig) else transcoder.config
+    problems = model_mismatches(config, adapter)
+    if problems:
+        model = getattr(adapter.config, "_name_or_path", "") or adapter.spec.name
+        raise CircuitscopeError(f"transcoder does not fit model {model}: " + "; ".join(problems))
