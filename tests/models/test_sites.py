@@ -106,3 +106,14 @@ def test_embed_replacement_by_its_own_value_changes_nothing(tiny_adapter: ModelA
         logits = tiny_adapter.run(prompt_ids, record=True, embed=recording.cache[sites.EMBED])
         logits = logits.logits
     assert torch.equal(logits, plain)
+
+
+def test_capture_keeps_only_the_named_sites(tiny_adapter: ModelAdapter, prompt_ids):
+    wanted = [sites.mlp_in(1), sites.mlp_out(1)]
+    with torch.no_grad():
+        result = tiny_adapter.run(prompt_ids, capture=wanted)
+    recording = tiny_adapter.record(prompt_ids)
+    assert sorted(result.cache) == sorted(wanted)
+    assert result.frozen is None
+    for name in wanted:
+        torch.testing.assert_close(result.cache[name], recording.cache[name], atol=1e-5, rtol=0)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
 from circuitscope.errors import CircuitscopeError
@@ -90,6 +88,8 @@ class RunConfig(ModelLoadOptions):
 
 def run_command(config: RunConfig) -> int:
     """Print a model's most likely next tokens for a prompt."""
+    import torch
+
     from circuitscope.models.loading import load_model
 
     if not config.prompt.strip():

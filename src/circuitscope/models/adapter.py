@@ -11,7 +11,7 @@ left as transformers built it, except that its attention implementation is
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,11 +68,12 @@ class _RunPlan:
     frozen: FrozenState | None
     mlp_out: Mapping[int, Tensor]
     embed: Tensor | None
+    capture: frozenset[str] = frozenset()
     cache: dict[str, Tensor] = field(default_factory=dict)
     scales: dict[str, Tensor] = field(default_factory=dict)
 
     def keep(self, name: str, value: Tensor) -> None:
-        if self.record:
+        if self.record or name in self.capture:
             self.cache[name] = value if self.keep_graph else value.detach()
 
 
@@ -188,10 +189,14 @@ class ModelAdapter:
         frozen: FrozenState | None = None,
         mlp_out: Mapping[int, Tensor] | None = None,
         embed: Tensor | None = None,
+        capture: Collection[str] = (),
     ) -> ForwardResult:
         """One forward pass. input_ids: [batch, seq].
 
-        record: keep every site in `result.cache` (detached unless `keep_graph`).
+        record: keep every site in `result.cache` (detached unless `keep_graph`), and
+            the attention probabilities and norm scales in `result.frozen`.
+        capture: keep just these sites (names from `sites`), without the cost of
+            recording attention: the fast path for collecting training activations.
         frozen: replay these attention probabilities and norm scales.
         mlp_out: per layer, a tensor [batch or 1, seq, d_model] used as the MLP output.
         embed: the residual stream entering layer 0, [batch or 1, seq, d_model].
@@ -199,7 +204,12 @@ class ModelAdapter:
         input_ids = self._checked_ids(input_ids)
         if frozen is not None:
             frozen.check_covers(self.n_layers, self.norm_paths(), int(input_ids.shape[1]))
-        plan = _RunPlan(record, keep_graph, frozen, mlp_out or {}, embed)
+        unknown = set(capture) - set(sites.all_sites(self.n_layers))
+        if unknown:
+            raise CircuitscopeError(
+                f"unknown sites {sorted(unknown)}; see circuitscope.models.sites"
+            )
+        plan = _RunPlan(record, keep_graph, frozen, mlp_out or {}, embed, frozenset(capture))
         self._check_replacements(plan, input_ids)
         with self._hooks(plan):
             logits = self.model(input_ids=input_ids, use_cache=False).logits
