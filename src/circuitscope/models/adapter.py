@@ -11,7 +11,7 @@ left as transformers built it, except that its attention implementation is
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,14 +61,20 @@ class Recording:
         return {layer: self.cache[sites.mlp_out(layer)] for layer in self.frozen.attention}
 
 
+Replacement = Tensor | Callable[[Tensor], Tensor]
+"""An MLP output: a tensor [batch or 1, seq, d_model], or a function of the layer's
+live MLP input [batch, seq, d_model] returning one (e.g. constants + a linear skip)."""
+
+
 @dataclass
 class _RunPlan:
     record: bool
     keep_graph: bool
     frozen: FrozenState | None
-    mlp_out: Mapping[int, Tensor]
+    mlp_out: Mapping[int, Replacement]
     embed: Tensor | None
     capture: frozenset[str] = frozenset()
+    live_mlp_in: dict[int, Tensor] = field(default_factory=dict)
     cache: dict[str, Tensor] = field(default_factory=dict)
     scales: dict[str, Tensor] = field(default_factory=dict)
 
@@ -187,7 +193,7 @@ class ModelAdapter:
         record: bool = False,
         keep_graph: bool = False,
         frozen: FrozenState | None = None,
-        mlp_out: Mapping[int, Tensor] | None = None,
+        mlp_out: Mapping[int, Replacement] | None = None,
         embed: Tensor | None = None,
         capture: Collection[str] = (),
     ) -> ForwardResult:
@@ -198,7 +204,8 @@ class ModelAdapter:
         capture: keep just these sites (names from `sites`), without the cost of
             recording attention: the fast path for collecting training activations.
         frozen: replay these attention probabilities and norm scales.
-        mlp_out: per layer, a tensor [batch or 1, seq, d_model] used as the MLP output.
+        mlp_out: per layer, the MLP output to use: a tensor [batch or 1, seq, d_model],
+            or a function of that layer's MLP input returning one.
         embed: the residual stream entering layer 0, [batch or 1, seq, d_model].
         """
         input_ids = self._checked_ids(input_ids)
@@ -247,7 +254,8 @@ class ModelAdapter:
         for layer, value in plan.mlp_out.items():
             if not 0 <= layer < self.n_layers:
                 raise CircuitscopeError(f"no layer {layer}: the model has {self.n_layers}")
-            _check_site_shape(f"mlp_out[{layer}]", value, batch, seq, self.d_model)
+            if isinstance(value, Tensor):
+                _check_site_shape(f"mlp_out[{layer}]", value, batch, seq, self.d_model)
         if plan.embed is not None:
             _check_site_shape("embed", plan.embed, batch, seq, self.d_model)
 
@@ -278,9 +286,7 @@ class ModelAdapter:
         handles = [
             layer.register_forward_pre_hook(_resid_pre_hook(plan, index), with_kwargs=True),
             layer.register_forward_hook(_keep_output(plan, sites.resid_post(index))),
-            layer.get_submodule(spec.mlp).register_forward_pre_hook(
-                lambda _m, args: plan.keep(sites.mlp_in(index), args[0])
-            ),
+            layer.get_submodule(spec.mlp).register_forward_pre_hook(_mlp_in_hook(plan, index)),
         ]
         for name in spec.norms:
             path = f"layers.{index}.{name}"
@@ -349,9 +355,20 @@ def _resid_pre_hook(plan: _RunPlan, index: int) -> Any:
     return hook
 
 
+def _mlp_in_hook(plan: _RunPlan, index: int) -> Any:
+    def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
+        plan.keep(sites.mlp_in(index), args[0])
+        if callable(plan.mlp_out.get(index)):
+            plan.live_mlp_in[index] = args[0]
+
+    return hook
+
+
 def _mlp_out_hook(plan: _RunPlan, index: int) -> Any:
     def hook(_module: nn.Module, _args: tuple[Any, ...], output: Tensor) -> Tensor | None:
         replacement = plan.mlp_out.get(index)
+        if replacement is not None and not isinstance(replacement, Tensor):
+            replacement = replacement(plan.live_mlp_in.pop(index))
         value = output if replacement is None else replacement.to(output.dtype).expand_as(output)
         plan.keep(sites.mlp_out(index), value)
         return None if replacement is None else value

@@ -1,0 +1,1 @@
+"""The local replacement model of a prompt and the edges of its attribution graph."""

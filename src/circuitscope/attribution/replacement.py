@@ -1,0 +1,152 @@
+"""The local replacement model of one prompt.
+
+One recorded run of the original model gives every MLP's input and output.
+The transcoder encodes the inputs into features (none at position 0, the BOS
+attention sink) and decodes them into reconstructions ŷ; each MLP output is
+then ŷ plus a constant error node e = m_out − ŷ. With attention and norm scales
+frozen, this model reproduces the original logits exactly, and the map from
+feature outputs, errors and token embeddings to every target is linear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from circuitscope.errors import CircuitscopeError
+from circuitscope.models import sites
+from circuitscope.models.adapter import ModelAdapter, Recording, Replacement
+from circuitscope.transcoders.transcoder import Transcoder
+from circuitscope.transcoders.validation import check_against_model
+
+
+@dataclass
+class ActiveFeatures:
+    """Every active feature of the prompt, sorted by (layer, position, index)."""
+
+    layer: Tensor
+    """[N] long."""
+    position: Tensor
+    """[N] long."""
+    index: Tensor
+    """[N] long: the feature's index within its layer."""
+    activation: Tensor
+    """[N] its activation."""
+
+    def __len__(self) -> int:
+        return len(self.layer)
+
+
+@dataclass
+class LocalReplacement:
+    adapter: ModelAdapter
+    transcoder: Transcoder
+    recording: Recording
+    features: ActiveFeatures
+    reconstruction: Tensor
+    """[n_layers, seq, d_model] ŷ: decoded features + b_dec + skip term, fp32 or fp64."""
+    errors: Tensor
+    """[n_layers, seq, d_model] e = m_out − ŷ."""
+
+    @property
+    def input_ids(self) -> Tensor:
+        return self.recording.input_ids
+
+    @property
+    def n_layers(self) -> int:
+        return self.adapter.n_layers
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.recording.input_ids.shape[1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.errors.dtype
+
+    def mlp_outputs(self, with_errors: bool = True) -> dict[int, Replacement]:
+        """Per layer, the replacement model's MLP output for `adapter.run(mlp_out=...)`."""
+        constants = self.constant_outputs(with_errors)
+        return {layer: self.with_skip(layer, c) for layer, c in constants.items()}
+
+    def constant_outputs(self, with_errors: bool = True) -> dict[int, Tensor]:
+        """Per layer, the part of the MLP output that does not depend on m_in: [1, seq, d].
+
+        Decoded features + b_dec (+ the error node); the skip term, if any, is the rest.
+        """
+        outputs = {}
+        for layer in range(self.n_layers):
+            constant = self.reconstruction[layer] - self._recorded_skip(layer)
+            if with_errors:
+                constant = constant + self.errors[layer]
+            outputs[layer] = constant.unsqueeze(0)
+        return outputs
+
+    def with_skip(self, layer: int, constant: Tensor) -> Replacement:
+        """The MLP output: `constant`, plus W_skip · m_in (linear, live) with a skip term."""
+        if not self.transcoder.config.skip_connection:
+            return constant
+        return lambda m_in: constant.to(m_in.dtype) + self.skip_term(layer, m_in)
+
+    def skip_term(self, layer: int, mlp_in: Tensor) -> Tensor:
+        """W_skip · m_in for a layer (zeros without a skip connection). [..., d] -> [..., d]."""
+        block = self.transcoder.layer(layer)
+        return block.skip(mlp_in.to(block.W_enc.dtype)).to(mlp_in.dtype)
+
+    def _recorded_skip(self, layer: int) -> Tensor:
+        if not self.transcoder.config.skip_connection:
+            return torch.zeros_like(self.errors[layer])
+        m_in = self.recording.cache[sites.mlp_in(layer)][0].to(self.dtype)
+        return self.skip_term(layer, m_in)
+
+
+def build_replacement(
+    adapter: ModelAdapter, transcoder: Transcoder, input_ids: Tensor
+) -> LocalReplacement:
+    """Record the prompt and build its local replacement model. input_ids: [1, seq]."""
+    check_against_model(transcoder, adapter)
+    config = transcoder.config
+    if (config.site_in(0), config.site_out(0)) != (sites.mlp_in(0), sites.mlp_out(0)):
+        raise CircuitscopeError(
+            f"attribution needs a transcoder from MLP input to MLP output; this one maps "
+            f"{config.input_site!r} to {config.output_site!r}"
+        )
+    if input_ids.ndim != 2 or input_ids.shape[0] != 1:
+        raise CircuitscopeError(f"expected one prompt [1, seq], got {tuple(input_ids.shape)}")
+    recording = adapter.record(input_ids)
+    dtype = torch.float64 if adapter.dtype == torch.float64 else torch.float32
+    acts, mlp_in = {}, {}
+    with torch.no_grad():
+        for layer in range(adapter.n_layers):
+            mlp_in[layer] = recording.cache[sites.mlp_in(layer)][0]
+            layer_acts = transcoder.encode(layer, mlp_in[layer]).to(dtype)
+            layer_acts[0] = 0.0  # the BOS position carries no features
+            acts[layer] = layer_acts
+        decoded = transcoder.decode_sparse(acts, mlp_in)
+    reconstruction = torch.stack([decoded[layer].to(dtype) for layer in range(adapter.n_layers)])
+    m_out = torch.stack(
+        [recording.cache[sites.mlp_out(layer)][0].to(dtype) for layer in range(adapter.n_layers)]
+    )
+    return LocalReplacement(
+        adapter=adapter,
+        transcoder=transcoder,
+        recording=recording,
+        features=_active_features(acts),
+        reconstruction=reconstruction,
+        errors=m_out - reconstruction,
+    )
+
+
+def _active_features(acts: dict[int, Tensor]) -> ActiveFeatures:
+    layers, positions, indices, values = [], [], [], []
+    for layer in sorted(acts):
+        position, index = torch.nonzero(acts[layer], as_tuple=True)
+        layers.append(torch.full_like(position, layer))
+        positions.append(position)
+        indices.append(index)
+        values.append(acts[layer][position, index])
+    return ActiveFeatures(
+        torch.cat(layers), torch.cat(positions), torch.cat(indices), torch.cat(values)
+    )

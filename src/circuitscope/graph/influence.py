@@ -1,0 +1,81 @@
+"""Influence of every node on the logits, through the normalised |adjacency|.
+
+Conventions: A[t, s] is the direct effect of source s on target t (rows are
+targets). Ā = |A| with each row scaled to sum 1. A node's influence is the
+logit-probability-weighted sum over every path from it to the logits:
+w · (Ā + Ā² + …) = w · ((I − Ā)⁻¹ − I). The graph is a DAG, so Ā is nilpotent
+and the series ends after at most (longest path) terms.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def normalize_rows(adjacency: Tensor) -> Tensor:
+    """|A| with every row scaled to sum 1 (all-zero rows stay zero). [n, m] -> [n, m]."""
+    magnitude = adjacency.abs()
+    sums = magnitude.sum(dim=1, keepdim=True)
+    return magnitude / sums.clamp(min=1e-30) * (sums > 0)
+
+
+def influence(normalized: Tensor, weights: Tensor, max_steps: int | None = None) -> Tensor:
+    """w · (Ā + Ā² + …) for square Ā [n, n] and w [n]; returns [n].
+
+    Raises if the series has not ended after `max_steps` terms (default n): a cycle.
+    """
+    steps = normalized.shape[0] if max_steps is None else max_steps
+    current = weights @ normalized
+    total = current.clone()
+    for _ in range(steps):
+        if not torch.any(current):
+            return total
+        current = current @ normalized
+        total += current
+    if torch.any(current):
+        raise ValueError("influence series did not end: the adjacency has a cycle")
+    return total
+
+
+def influence_by_inverse(normalized: Tensor, weights: Tensor) -> Tensor:
+    """The same as `influence`, by w · ((I − Ā)⁻¹ − I); for checks on small graphs."""
+    eye = torch.eye(normalized.shape[0], dtype=normalized.dtype, device=normalized.device)
+    return weights @ (torch.linalg.inv(eye - normalized) - eye)
+
+
+def partial_influence(
+    rows: Tensor, row_nodes: Tensor, weights: Tensor, max_steps: int = 256
+) -> Tensor:
+    """Influence from the rows computed so far of a graph still being built.
+
+    rows: [r, n], the computed rows (targets) over all n nodes as columns;
+    row_nodes: [r], the node each row belongs to; weights: [n], the logit weights
+    (nonzero only on logit nodes, which must have rows). Returns [n].
+    """
+    normalized = normalize_rows(rows)
+    current = weights.clone()
+    total = torch.zeros_like(weights)
+    for _ in range(max_steps):
+        current = current[row_nodes] @ normalized
+        if not torch.any(current):
+            return total
+        total += current
+    raise ValueError("partial influence did not end: the rows have a cycle")
+
+
+def edge_influence(normalized: Tensor, weights: Tensor) -> Tensor:
+    """Each edge's share of influence: Ā[t, s] · (influence(t) + w(t)). [n, n]."""
+    node = influence(normalized, weights) + weights
+    return normalized * node[:, None]
+
+
+def cumulative_threshold(scores: Tensor, fraction: float) -> Tensor:
+    """The smallest score among the top scores that make up `fraction` of their sum."""
+    ordered = torch.sort(scores.flatten(), descending=True).values
+    total = ordered.sum()
+    if total <= 0:
+        return ordered[0] if len(ordered) else torch.tensor(0.0)
+    cumulative = torch.cumsum(ordered, dim=0) / total
+    index = int(torch.searchsorted(cumulative, torch.tensor(fraction, dtype=cumulative.dtype)))
+    return ordered[min(index, len(ordered) - 1)]
