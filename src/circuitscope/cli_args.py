@@ -49,16 +49,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                 kwargs["nargs"] = "?"
             parser.add_argument(f.name, type=kind, default=default, **kwargs)
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-")]
+        if "short" in f.metadata:
+            flags.insert(0, f.metadata["short"])
         if kind is bool:
             parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=default, **kwargs
+                *flags, action=argparse.BooleanOptionalAction, default=default, **kwargs
             )
         else:
             if many:
                 kwargs["nargs"] = "*"
             parser.add_argument(
-                flag, type=kind, default=default, required=not has_default, **kwargs
+                *flags, type=kind, default=default, required=not has_default, **kwargs
             )
 
 

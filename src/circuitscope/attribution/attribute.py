@@ -90,6 +90,9 @@ def _visit(
     bar = tqdm(total=budget, desc="feature rows", unit="row", disable=not progress)
     while int(visited.sum()) < budget:
         pending = _next_features(buffer, row_nodes, n_rows, weights, visited, budget, limits)
+        # Batches of one layer: a backward from layer l only runs through layers below it.
+        layers = rep.features.layer[layout.candidates[pending]]
+        pending = pending[torch.argsort(layers, descending=True, stable=True)]
         for chunk in _chunks(pending.tolist(), limits.batch_size):
             injections = [_feature_injection(rep, layout, column) for column in chunk]
             buffer[n_rows : n_rows + len(chunk), : layout.n_columns] = computer.rows(injections)

@@ -147,6 +147,9 @@ def _active_features(acts: dict[int, Tensor]) -> ActiveFeatures:
         positions.append(position)
         indices.append(index)
         values.append(acts[layer][position, index])
-    return ActiveFeatures(
-        torch.cat(layers), torch.cat(positions), torch.cat(indices), torch.cat(values)
+    return ActiveFeatures(  # small tables: kept on the CPU whatever the model's device
+        torch.cat(layers).cpu(),
+        torch.cat(positions).cpu(),
+        torch.cat(indices).cpu(),
+        torch.cat(values).cpu(),
     )

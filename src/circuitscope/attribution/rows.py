@@ -87,6 +87,7 @@ class RowComputer:
                 embed=embed,
                 capture=targets,
                 keep_graph=True,
+                unembed=False,
             )
         self._outputs = result.cache
         # Every leaf is an input of each backward, so that autograd runs the branches
@@ -101,14 +102,19 @@ class RowComputer:
         shape = (self.batch_size, rep.seq_len, rep.adapter.d_model)
         grads: dict[str, Tensor] = {}
         for row, injection in enumerate(injections):
-            grad = grads.setdefault(injection.site, torch.zeros(shape, dtype=rep.adapter.dtype))
+            grad = grads.setdefault(
+                injection.site,
+                torch.zeros(shape, dtype=rep.adapter.dtype, device=rep.adapter.device),
+            )
             grad[row, injection.position] = injection.vector.to(grad.dtype)
-        self._rows = torch.zeros(self.batch_size, self.layout.n_columns, dtype=self.dtype)
+        self._rows = torch.zeros(
+            self.batch_size, self.layout.n_columns, dtype=self.dtype, device=rep.adapter.device
+        )
         outputs = [self._outputs[site] for site in grads]
         torch.autograd.grad(
             outputs, self._leaves, list(grads.values()), retain_graph=True, allow_unused=True
         )
-        return self._rows[: len(injections)].clone()
+        return self._rows[: len(injections)].cpu()
 
     def _token_hook(self, grad: Tensor) -> None:
         edges = (grad.to(self.dtype) * self._tokens).sum(-1)

@@ -21,9 +21,9 @@ from circuitscope.transcoders.transcoder import Transcoder
 @dataclass
 class WriterTable:
     columns: Tensor
-    """[seq, width] the row column of each writer, -1 for padding."""
+    """[seq, width] the row column of each writer, -1 for padding (on the CPU)."""
     vectors: Tensor
-    """[seq, width, d_model] each writer's output vector into this layer."""
+    """[seq, width, d_model] each writer's output vector into this layer (on the device)."""
 
     def edges(self, grad: Tensor) -> Tensor:
         """Each writer dotted with the gradient at its position.
@@ -57,7 +57,7 @@ def _writer_vectors(
 ) -> Tensor:
     """[k, d]: a_s · W_dec[l_s → layer][i_s] for each chosen active feature."""
     d_model = transcoder.config.d_model
-    vectors = torch.zeros(len(chosen), d_model, dtype=dtype)
+    vectors = torch.zeros(len(chosen), d_model, dtype=dtype, device=transcoder.home)
     source_layers = features.layer[chosen]
     for source in torch.unique(source_layers).tolist():
         rows = torch.nonzero(source_layers == source).flatten()
@@ -65,7 +65,8 @@ def _writer_vectors(
         unique, inverse = torch.unique(index, return_inverse=True)
         slot = layer - source if transcoder.config.kind == "clt" else 0
         decoders = transcoder.active_decoders(source, unique)[:, slot].to(dtype)
-        vectors[rows] = decoders[inverse] * features.activation[chosen[rows], None].to(dtype)
+        values = features.activation[chosen[rows], None].to(transcoder.home, dtype)
+        vectors[rows.to(transcoder.home)] = decoders[inverse.to(transcoder.home)] * values
     return vectors
 
 
@@ -79,7 +80,7 @@ def _group_by_position(
     starts = torch.cumsum(counts, 0) - counts
     slots = torch.arange(len(positions)) - starts[positions]
     table_columns = torch.full((seq_len, width), -1, dtype=torch.long)
-    table_vectors = torch.zeros(seq_len, width, vectors.shape[-1], dtype=vectors.dtype)
+    table_vectors = vectors.new_zeros(seq_len, width, vectors.shape[-1])
     table_columns[positions, slots] = columns
     table_vectors[positions, slots] = vectors
     return WriterTable(table_columns, table_vectors)

@@ -20,6 +20,15 @@ class Command:
 
 def all_commands() -> list[Command]:
     """Every subcommand, in the order `--help` lists them."""
-    from circuitscope.commands import model_commands, transcoder_commands
+    from circuitscope.commands import (
+        attribution_commands,
+        model_commands,
+        training_commands,
+        transcoder_commands,
+    )
 
-    return [*model_commands.COMMANDS, *transcoder_commands.COMMANDS]
+    return [
+        *model_commands.COMMANDS,
+        *transcoder_commands.COMMANDS,
+        *attribution_commands.COMMANDS,
+    ]

@@ -86,6 +86,7 @@ def prune_graph(graph: Graph, node_threshold: float = 0.8, edge_threshold: float
         "edge_threshold": edge_threshold,
         "nodes_before": graph.n_nodes,
         "edges_before": graph.n_edges,
+        "total_influence": float(result.node_influence.sum()),
     }
     return pruned
 

@@ -196,6 +196,7 @@ class ModelAdapter:
         mlp_out: Mapping[int, Replacement] | None = None,
         embed: Tensor | None = None,
         capture: Collection[str] = (),
+        unembed: bool = True,
     ) -> ForwardResult:
         """One forward pass. input_ids: [batch, seq].
 
@@ -203,6 +204,8 @@ class ModelAdapter:
             the attention probabilities and norm scales in `result.frozen`.
         capture: keep just these sites (names from `sites`), without the cost of
             recording attention: the fast path for collecting training activations.
+        unembed: False stops at the final norm (capture `sites.FINAL_NORM`); the
+            result's logits are then an empty tensor.
         frozen: replay these attention probabilities and norm scales.
         mlp_out: per layer, the MLP output to use: a tensor [batch or 1, seq, d_model],
             or a function of that layer's MLP input returning one.
@@ -219,7 +222,11 @@ class ModelAdapter:
         plan = _RunPlan(record, keep_graph, frozen, mlp_out or {}, embed, frozenset(capture))
         self._check_replacements(plan, input_ids)
         with self._hooks(plan):
-            logits = self.model(input_ids=input_ids, use_cache=False).logits
+            if unembed:
+                logits = self.model(input_ids=input_ids, use_cache=False).logits
+            else:
+                self.model.base_model(input_ids=input_ids, use_cache=False)
+                logits = torch.empty(0, device=input_ids.device)
         captured = None
         if record:
             attention = {p.layer: p.recorded for p in self.probes if p.recorded is not None}
@@ -268,6 +275,8 @@ class ModelAdapter:
                 probe.frozen = plan.frozen.attention[probe.layer] if plan.frozen else None
             stack.callback(self._reset_probes)
             for layer_index, layer in enumerate(self.layers):
+                if layer_index in plan.mlp_out:
+                    stack.callback(_swap_submodule(layer, self.spec.mlp, _SkippedMLP()))
                 for handle in self._layer_hooks(plan, layer_index, layer):
                     stack.callback(handle.remove)
             final = self._norm_hook(plan, sites.FINAL_NORM, self.final_norm)
@@ -308,6 +317,20 @@ class ModelAdapter:
             return None
 
         return module.register_forward_hook(hook)
+
+
+class _SkippedMLP(nn.Module):
+    """Stands in for an MLP whose output is replaced: nothing to compute."""
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return torch.zeros_like(hidden_states)
+
+
+def _swap_submodule(parent: nn.Module, name: str, new: nn.Module) -> Callable[[], None]:
+    """Put `new` in place of `parent.<name>`; returns the function that puts it back."""
+    old = parent.get_submodule(name)
+    setattr(parent, name, new)
+    return lambda: setattr(parent, name, old)
 
 
 def _keep_output(plan: _RunPlan, name: str) -> Any:

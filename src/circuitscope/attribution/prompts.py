@@ -1,0 +1,40 @@
+"""From a prompt string to the token ids the replacement model sees.
+
+Position 0 must be the attention sink, not a word of the prompt: when the
+tokenizer adds no BOS (SmolLM2's adds none) its `bos_token_id` is prepended,
+as circuit-tracer does. The choice is recorded in the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from circuitscope.errors import CircuitscopeError
+
+BosPolicy = Literal["auto", "always", "never"]
+
+
+def prompt_ids(tokenizer: object, prompt: str, bos: BosPolicy = "auto") -> tuple[Tensor, bool]:
+    """([1, seq] ids, whether a BOS was prepended)."""
+    if not prompt.strip():
+        raise CircuitscopeError("empty prompt: give the text whose next token to explain")
+    ids: list[int] = tokenizer(prompt).input_ids  # type: ignore[operator]
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        bos_id = getattr(tokenizer, "eos_token_id", None)
+    prepend = bos != "never" and (bos == "always" or not ids or ids[0] != bos_id)
+    if prepend:
+        if bos_id is None:
+            raise CircuitscopeError("the tokenizer has no BOS (or EOS) token to prepend")
+        ids = [int(bos_id), *ids]
+    if len(ids) < 2:
+        raise CircuitscopeError("the prompt needs at least one token after the BOS")
+    return torch.tensor([ids]), prepend
+
+
+def token_texts(tokenizer: object, ids: Tensor) -> list[str]:
+    """Each id as the text it decodes to."""
+    return [tokenizer.decode([int(i)]) for i in ids]  # type: ignore[attr-defined]

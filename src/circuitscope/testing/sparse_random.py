@@ -1,0 +1,61 @@
+"""Random transcoders with realistic sparsity, for benchmarks and smoke tests.
+
+Encoders and decoders are random; each layer's JumpReLU threshold is set from
+real MLP inputs of the model on sample text, so that about `l0` features fire
+per token per layer, as in a trained transcoder. (Its reconstructions are poor:
+the error nodes carry the model's computation. For timing, not for insight.)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from circuitscope.models import sites
+from circuitscope.models.adapter import ModelAdapter
+from circuitscope.transcoders.config import TranscoderConfig
+from circuitscope.transcoders.initialize import random_transcoder
+from circuitscope.transcoders.transcoder import Transcoder
+
+SAMPLE_TEXT = (
+    "The old lighthouse keeper climbed the stairs every evening at dusk, lit the lamp, "
+    "and wrote in his logbook the names of the ships that passed. In the spring the "
+    "fishing boats returned from the north, and the harbour filled with gulls and nets."
+)
+
+
+def sparse_random_transcoder(
+    adapter: ModelAdapter,
+    tokenizer: object,
+    kind: Literal["clt", "plt"] = "clt",
+    n_features: int = 2048,
+    l0: float = 30.0,
+    seed: int = 0,
+    sample_text: str = SAMPLE_TEXT,
+) -> Transcoder:
+    """A seeded random CLT/PLT for `adapter`'s model with about `l0` active features."""
+    config = TranscoderConfig(
+        kind=kind,
+        n_layers=adapter.n_layers,
+        d_model=adapter.d_model,
+        n_features=[n_features] * adapter.n_layers,
+        activation="jumprelu",
+        activation_params={"bandwidth": 0.05},
+        model_id=str(getattr(adapter.config, "_name_or_path", "")),
+        architecture=adapter.spec.name,
+        training={"note": f"random weights, thresholds calibrated to L0 ~ {l0}"},
+    )
+    transcoder = random_transcoder(config, seed=seed)
+    ids = torch.tensor([tokenizer(sample_text).input_ids])  # type: ignore[operator]
+    with torch.no_grad():
+        cache = adapter.run(ids, capture=[sites.mlp_in(i) for i in range(adapter.n_layers)]).cache
+        for layer in range(adapter.n_layers):
+            block = transcoder.layer(layer)
+            h = block.pre_activations(cache[sites.mlp_in(layer)][0].float())
+            quantile = 1.0 - l0 / n_features
+            threshold = torch.quantile(h.flatten(), quantile).clamp(min=1e-3)
+            parameter = block.activation.threshold
+            assert isinstance(parameter, torch.Tensor)
+            parameter.data.fill_(float(threshold))
+    return transcoder

@@ -1,0 +1,27 @@
+"""An attribution graph is a DAG that respects layers and positions."""
+
+import torch
+
+from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN
+from circuitscope.graph.influence import influence, normalize_rows
+from circuitscope.testing.tiny_graphs import tiny_graph
+
+
+def test_edges_only_point_forward(arch):
+    graph = tiny_graph(arch, "clt")
+    targets, sources = torch.nonzero(graph.adjacency, as_tuple=True)
+    kind_t, kind_s = graph.node_kind[targets], graph.node_kind[sources]
+    assert torch.all((kind_t == FEATURE) | (kind_t == LOGIT)), (
+        "only features and logits have inputs"
+    )
+    assert torch.all(kind_s != LOGIT), "logits are never sources"
+    assert torch.all(graph.node_position[sources] <= graph.node_position[targets])
+    into_features = kind_t == FEATURE
+    from_layered = (kind_s == FEATURE) | (kind_s == ERROR)
+    both = into_features & from_layered
+    assert torch.all(graph.node_layer[sources][both] < graph.node_layer[targets][both])
+    assert bool(both.any()) and bool((kind_s == TOKEN).any())
+    # No feature at the BOS position, and influence is finite (no cycle).
+    assert torch.all(graph.node_position[graph.node_kind == FEATURE] > 0)
+    scores = influence(normalize_rows(graph.adjacency), graph.logit_weights())
+    assert torch.isfinite(scores).all() and scores.sum() > 0

@@ -1,0 +1,72 @@
+"""`circuitscope trace` end to end on tiny folders, and its bad inputs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from circuitscope.cli import main
+from circuitscope.graph.files import load_graph
+from circuitscope.graph.neuronpedia import schema_problems
+from circuitscope.testing.tiny_graphs import write_tiny_folders
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_tiny_folders(tmp_path_factory.mktemp("trace"))
+
+
+def test_trace_writes_graph_files_and_a_summary(folders, tmp_path, capsys):
+    model, transcoder = folders
+    out = tmp_path / "graph"
+    args = ["trace", str(model), str(transcoder), "The capital of France is", "-o", str(out)]
+    assert main([*args, "--no-progress", "--slug", "capital"]) == 0
+    printed = capsys.readouterr().out
+    for needle in ("replacement score", "completeness score", "peak memory", "top features"):
+        assert needle in printed
+    graph, pruned = load_graph(out, "graph"), load_graph(out, "pruned")
+    assert graph.metadata["bos_prepended"] is True
+    assert graph.input_tokens[0] == "<bos>" and graph.prompt == "The capital of France is"
+    assert 0 < pruned.n_nodes < graph.n_nodes
+    assert 0.0 < graph.metadata["scores"]["replacement"] <= 1.0
+    document = json.loads((out / "capital.json").read_text())
+    assert schema_problems(document) == []
+    config = json.loads((out / "config.json").read_text())
+    assert config["_config"] == "TraceConfig" and config["node_threshold"] == 0.8
+
+
+def test_named_targets_and_a_contrast(folders, tmp_path, capsys):
+    model, transcoder = folders
+    out = tmp_path / "g"
+    args = ["trace", str(model), str(transcoder), "The capital of France is", "-o", str(out)]
+    assert main([*args, "--no-progress", "--target", " the", "--contrast", " of", " the"]) == 0
+    graph = load_graph(out)
+    assert graph.n_logits == 2
+    assert graph.logit_labels[0].startswith("' the'") and "−" in graph.logit_labels[1]
+    assert int(graph.node_feature[-1]) == -1  # the contrast is a direction, not a token
+
+
+@pytest.mark.parametrize(
+    ("extra", "prompt", "message"),
+    [
+        ([], "   ", "empty prompt"),
+        ([], "capital " * 80, "context is 64"),
+        (["--target", "Parisian capital"], "The capital", "not one"),
+        (["--contrast", " Paris"], "The capital", "--contrast takes two tokens"),
+        (["--batch-size", "0"], "The capital", "at least 1"),
+    ],
+)
+def test_bad_input_is_one_clear_line(folders, tmp_path, capsys, extra, prompt, message):
+    model, transcoder = folders
+    args = ["trace", str(model), str(transcoder), prompt, "-o", str(tmp_path / "x"), *extra]
+    assert main([*args, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_a_transcoder_for_another_model_is_refused(tmp_path, capsys):
+    llama_model, _ = write_tiny_folders(tmp_path / "a", "llama")
+    _, gemma_transcoder = write_tiny_folders(tmp_path / "b", "gemma2")
+    args = ["trace", str(llama_model), str(gemma_transcoder), "The capital", "--no-progress"]
+    assert main([*args, "-o", str(tmp_path / "x")]) == 2
+    assert "does not fit" in capsys.readouterr().err
