@@ -28,6 +28,7 @@ def test_trace_writes_graph_files_and_a_summary(folders, tmp_path, capsys):
     assert graph.metadata["bos_prepended"] is True
     assert graph.input_tokens[0] == "<bos>" and graph.prompt == "The capital of France is"
     assert 0 < pruned.n_nodes < graph.n_nodes
+    assert (out / "pruned.png").stat().st_size > 5000
     assert 0.0 < graph.metadata["scores"]["replacement"] <= 1.0
     document = json.loads((out / "capital.json").read_text())
     assert schema_problems(document) == []

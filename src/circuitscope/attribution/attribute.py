@@ -90,9 +90,7 @@ def _visit(
     bar = tqdm(total=budget, desc="feature rows", unit="row", disable=not progress)
     while int(visited.sum()) < budget:
         pending = _next_features(buffer, row_nodes, n_rows, weights, visited, budget, limits)
-        # Batches of one layer: a backward from layer l only runs through layers below it.
-        layers = rep.features.layer[layout.candidates[pending]]
-        pending = pending[torch.argsort(layers, descending=True, stable=True)]
+        pending = _batch_order(rep, layout, pending)
         for chunk in _chunks(pending.tolist(), limits.batch_size):
             injections = [_feature_injection(rep, layout, column) for column in chunk]
             buffer[n_rows : n_rows + len(chunk), : layout.n_columns] = computer.rows(injections)
@@ -102,6 +100,15 @@ def _visit(
             bar.update(len(chunk))
     bar.close()
     return buffer, row_nodes, n_rows
+
+
+def _batch_order(rep: LocalReplacement, layout: ColumnLayout, pending: Tensor) -> Tensor:
+    """Group targets by layer, positions ascending within it: a backward from layer l runs
+    through layers below l only, and through the prompt prefix its targets need."""
+    features = layout.candidates[pending]
+    pending = pending[torch.argsort(rep.features.position[features], stable=True)]
+    layers = rep.features.layer[layout.candidates[pending]]
+    return pending[torch.argsort(layers, descending=True, stable=True)]
 
 
 def _next_features(

@@ -27,6 +27,7 @@ from circuitscope.graph.files import save_graph
 from circuitscope.graph.graph import Graph
 from circuitscope.graph.neuronpedia import export_neuronpedia
 from circuitscope.graph.prune import prune_graph
+from circuitscope.graph.render import render_graph
 from circuitscope.graph.scores import GraphScores, graph_scores
 from circuitscope.models.loading import LoadedModel
 from circuitscope.transcoders.transcoder import Transcoder
@@ -78,7 +79,7 @@ def trace(loaded: LoadedModel, transcoder: Transcoder, config: TraceConfig) -> T
 
 
 def write_trace(result: TraceResult, config: TraceConfig) -> Path:
-    """graph.* (full), pruned.* (pruned), <slug>.json (Neuronpedia), config.json."""
+    """graph.* (full), pruned.* (pruned), pruned.png, <slug>.json (Neuronpedia), config.json."""
     folder = Path(config.output)
     save_graph(result.graph, folder, "graph")
     save_graph(result.pruned, folder, "pruned")
@@ -86,6 +87,7 @@ def write_trace(result: TraceResult, config: TraceConfig) -> Path:
     document = export_neuronpedia(result.pruned, slug, config.transcoder, config.node_threshold)
     (folder / f"{slug}.json").write_text(json.dumps(document))
     (folder / "config.json").write_text(json.dumps(config_to_dict(config), indent=1))
+    render_graph(result.pruned, folder / "pruned.png")
     return folder
 
 

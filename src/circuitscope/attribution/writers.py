@@ -25,6 +25,10 @@ class WriterTable:
     vectors: Tensor
     """[seq, width, d_model] each writer's output vector into this layer (on the device)."""
 
+    def prefix(self, length: int) -> WriterTable:
+        """The writers at the first `length` positions."""
+        return WriterTable(self.columns[:length], self.vectors[:length])
+
     def edges(self, grad: Tensor) -> Tensor:
         """Each writer dotted with the gradient at its position.
 

@@ -40,6 +40,13 @@ class FrozenState:
                 f"frozen state was recorded on {self.seq_len} tokens, but this run has {seq_len}"
             )
 
+    def prefix(self, length: int) -> FrozenState:
+        """The state of the first `length` positions (exact: attention is causal)."""
+        return FrozenState(
+            {k: v[..., :length, :length] for k, v in self.attention.items()},
+            {k: v[:, :length] for k, v in self.norm_scales.items()},
+        )
+
     def to(self, device: str) -> FrozenState:
         return FrozenState(
             {k: v.to(device) for k, v in self.attention.items()},
