@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import torch
+from graph_builders import diamond
 
 from circuitscope.graph.graph import LOGIT, TOKEN
 from circuitscope.graph.render import node_coordinates, render_graph
-from graph_builders import diamond
 
 
 def test_coordinates_put_tokens_below_and_logits_above():
