@@ -154,8 +154,9 @@ def _assemble(
     n_sel, n_src = len(selected), len(columns)
     n = n_src + n_logits
     adjacency = torch.zeros(n, n, dtype=buffer.dtype)
-    adjacency[:n_sel, :n_src] = buffer[feature_rows][:, columns]
-    adjacency[n_src:, :n_src] = buffer[:n_logits][:, columns]
+    kept = buffer[:n_rows].index_select(1, columns)  # the graph's columns only: no full copy
+    adjacency[:n_sel, :n_src] = kept[feature_rows]
+    adjacency[n_src:, :n_src] = kept[:n_logits]
     features = layout.candidates[selected]
     return _graph_tables(rep, targets, features, adjacency)
 

@@ -45,23 +45,35 @@ def influence_by_inverse(normalized: Tensor, weights: Tensor) -> Tensor:
 
 
 def partial_influence(
-    rows: Tensor, row_nodes: Tensor, weights: Tensor, max_steps: int = 256
+    rows: Tensor, row_nodes: Tensor, weights: Tensor, max_steps: int = 256, chunk: int = 512
 ) -> Tensor:
     """Influence from the rows computed so far of a graph still being built.
 
     rows: [r, n], the computed rows (targets) over all n nodes as columns;
     row_nodes: [r], the node each row belongs to; weights: [n], the logit weights
     (nonzero only on logit nodes, which must have rows). Returns [n].
+
+    Paths run only through nodes that have rows, so the series is summed inside the
+    small [r, r] block first, and the [r, n] rows are read once, in chunks (no
+    normalised copy of them is made).
     """
-    normalized = normalize_rows(rows)
-    current = weights.clone()
-    total = torch.zeros_like(weights)
+    sums = torch.cat([rows[i : i + chunk].abs().sum(dim=1) for i in range(0, len(rows), chunk)])
+    scale = torch.where(sums > 0, 1.0 / sums.clamp(min=1e-30), 0.0)
+    block = rows[:, row_nodes].abs() * scale[:, None]
+    current = weights[row_nodes].clone()
+    paths = current.clone()
     for _ in range(max_steps):
-        current = current[row_nodes] @ normalized
+        current = current @ block
         if not torch.any(current):
-            return total
-        total += current
-    raise ValueError("partial influence did not end: the rows have a cycle")
+            break
+        paths += current
+    else:
+        raise ValueError("partial influence did not end: the rows have a cycle")
+    coefficients = paths * scale
+    total = torch.zeros_like(weights)
+    for i in range(0, len(rows), chunk):
+        total += coefficients[i : i + chunk] @ rows[i : i + chunk].abs()
+    return total
 
 
 def edge_influence(normalized: Tensor, weights: Tensor) -> Tensor:
