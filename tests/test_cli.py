@@ -6,19 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import save_tiny_folder
 
 from circuitscope.cli import main
 from circuitscope.commands import all_commands
 from circuitscope.configs import missing_field_docs
-from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    tiny_model("gpt2").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
+    return save_tiny_folder(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
 
 
 def test_every_config_field_has_a_docstring():

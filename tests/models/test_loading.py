@@ -4,19 +4,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import save_tiny_folder
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models.loading import load_model, resolve_source
-from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
+from circuitscope.testing.tiny_models import tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
+    return save_tiny_folder(tmp_path_factory.mktemp("tiny-llama"), "llama")
 
 
 def test_local_folder_loads_with_tokenizer_and_adapter(tiny_folder: Path):

@@ -7,7 +7,7 @@ entry here (and a tiny config in `circuitscope.testing.tiny_models`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from circuitscope.errors import CircuitscopeError
@@ -68,15 +68,8 @@ def _llama_like(name: str, model_type: str, example: str) -> ArchitectureSpec:
 
 def _gemma_like(name: str, model_type: str, example: str) -> ArchitectureSpec:
     """Sandwich norms: (1 + w) RMSNorm before and after attention and the MLP."""
-    return ArchitectureSpec(
-        name=name,
-        model_types=(model_type,),
-        layers="model.layers",
-        embed="model.embed_tokens",
-        final_norm="model.norm",
-        unembed="lm_head",
-        attention="self_attn",
-        mlp="mlp",
+    return replace(
+        _llama_like(name, model_type, example),
         mlp_out="post_feedforward_layernorm",
         norms=(
             "input_layernorm",
@@ -86,7 +79,6 @@ def _gemma_like(name: str, model_type: str, example: str) -> ArchitectureSpec:
         ),
         norm_kind="rms_offset",
         final_softcap="final_logit_softcapping",
-        example=example,
     )
 
 

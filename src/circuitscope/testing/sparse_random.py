@@ -14,7 +14,7 @@ import torch
 
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter
-from circuitscope.transcoders.config import TranscoderConfig
+from circuitscope.testing.tiny_transcoders import config_for
 from circuitscope.transcoders.initialize import random_transcoder
 from circuitscope.transcoders.transcoder import Transcoder
 
@@ -35,17 +35,8 @@ def sparse_random_transcoder(
     sample_text: str = SAMPLE_TEXT,
 ) -> Transcoder:
     """A seeded random CLT/PLT for `adapter`'s model with about `l0` active features."""
-    config = TranscoderConfig(
-        kind=kind,
-        n_layers=adapter.n_layers,
-        d_model=adapter.d_model,
-        n_features=[n_features] * adapter.n_layers,
-        activation="jumprelu",
-        activation_params={"bandwidth": 0.05},
-        model_id=str(getattr(adapter.config, "_name_or_path", "")),
-        architecture=adapter.spec.name,
-        training={"note": f"random weights, thresholds calibrated to L0 ~ {l0}"},
-    )
+    note = {"note": f"random weights, thresholds calibrated to L0 ~ {l0}"}
+    config = config_for(adapter, kind, n_features, training=note)
     transcoder = random_transcoder(config, seed=seed)
     ids = torch.tensor([tokenizer(sample_text).input_ids])  # type: ignore[operator]
     with torch.no_grad():
