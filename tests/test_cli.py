@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import save_tiny_folder
 
 from circuitscope.cli import main
 from circuitscope.commands import all_commands
 from circuitscope.configs import missing_field_docs
+from circuitscope.testing.tiny_models import save_tiny_folder
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import save_tiny_folder
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models.loading import load_model, resolve_source
-from circuitscope.testing.tiny_models import tiny_model
+from circuitscope.testing.tiny_models import save_tiny_folder, tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -31,4 +31,5 @@ def all_commands() -> list[Command]:
         *model_commands.COMMANDS,
         *transcoder_commands.COMMANDS,
         *attribution_commands.COMMANDS,
+        *training_commands.COMMANDS,
     ]

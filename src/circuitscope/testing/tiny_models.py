@@ -9,6 +9,7 @@ that no part of the model is the identity by accident).
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -128,3 +129,10 @@ def _randomize(model: PreTrainedModel, seed: int) -> None:
                 param.copy_(noise * 0.1)
             else:  # a norm's weight
                 param.copy_(noise * 0.2 + (0.0 if offset_norms else 1.0))
+
+
+def save_tiny_folder(folder: Path, arch: str) -> Path:
+    """A tiny model of `arch` with its tokenizer, saved as an HF model folder."""
+    tiny_model(arch).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder

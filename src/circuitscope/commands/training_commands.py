@@ -1,0 +1,267 @@
+"""`collect`, `train` and `eval`: from a corpus to a trained, evaluated transcoder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from circuitscope.cli_args import positional
+from circuitscope.commands import Command
+from circuitscope.errors import CircuitscopeError
+from circuitscope.training.settings import TrainSettings
+
+
+@dataclass(kw_only=True)
+class CorpusOptions:
+    corpus: list[str] = field(default_factory=lambda: ["default"])
+    """default (the offline Debian corpus), text/JSONL/Parquet files or folders, or
+    hf:NAME[:CONFIG]."""
+    text_field: str = "text"
+    """The field holding the text in JSONL and Parquet records and HF datasets."""
+    context_length: int = 128
+    """Tokens per context, BOS included."""
+
+
+@dataclass(kw_only=True)
+class CollectConfig(CorpusOptions):
+    model: str = positional()
+    """A hub id, a model folder, a .gguf file, or smollm2-135m."""
+    out: str = positional()
+    """The activation store folder to write."""
+    tokens: int = 65_536
+    """Tokens to record (BOS positions are not recorded)."""
+    batch_size: int = 16
+    """Contexts per forward pass."""
+    shard_tokens: int = 4096
+    """Tokens per shard file."""
+    shuffle_shards: int = 4
+    """Shards whose tokens are shuffled together before writing."""
+    store_dtype: Literal["float16", "bfloat16"] = "float16"
+    """Precision of the stored activations."""
+    seed: int = 0
+    """Seeds the corpus order and the shuffle."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N, or auto."""
+    force: bool = False
+    """Write into OUT even if it exists and is not empty."""
+
+
+def _out_folder(path: str, force: bool) -> Path:
+    folder = Path(path).expanduser()
+    if folder.is_file():
+        raise CircuitscopeError(f"{folder} is a file; give a folder to write")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise CircuitscopeError(f"{folder} exists and is not empty (pass --force to write into it)")
+    return folder
+
+
+def _save_config(folder: Path, name: str, config: Any) -> None:
+    from circuitscope.configs import config_to_dict
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+
+
+def collect_command(config: CollectConfig) -> int:
+    """Record a model's MLP inputs and outputs over a corpus into an activation store."""
+    from circuitscope.data.collect import collect_activations
+    from circuitscope.data.corpus import iter_documents
+    from circuitscope.data.packing import batched, pack_contexts
+    from circuitscope.data.store_format import Manifest
+    from circuitscope.data.text_files import CorpusReport
+    from circuitscope.models.loading import load_model
+
+    if config.tokens < 1:
+        raise CircuitscopeError(f"--tokens must be positive, got {config.tokens}")
+    folder = _out_folder(config.out, config.force)
+    loaded = load_model(config.model, device=config.device)
+    report = CorpusReport()
+    documents = iter_documents(config.corpus, "train", config.seed, report, config.text_field)
+    contexts = pack_contexts(documents, loaded.tokenizer, config.context_length)
+    manifest = Manifest(
+        model=config.model,
+        architecture=loaded.adapter.spec.name,
+        n_layers=loaded.adapter.n_layers,
+        d_model=loaded.adapter.d_model,
+        dtype=config.store_dtype,
+        context_length=config.context_length,
+        seed=config.seed,
+        corpus={"sources": config.corpus, "split": "train"},
+    )
+    _save_config(folder, "collect_config.json", config)
+    manifest = collect_activations(
+        loaded.adapter,
+        batched(contexts, config.batch_size),
+        folder,
+        manifest,
+        config.tokens,
+        config.shard_tokens,
+        config.shuffle_shards,
+    )
+    print(
+        f"wrote {manifest.n_tokens} tokens x {manifest.n_layers} layers in "
+        f"{len(manifest.shards)} shards to {folder} ({report.summary()})"
+    )
+    return 0
+
+
+@dataclass(kw_only=True)
+class TrainConfig(TrainSettings, CorpusOptions):
+    source: str = positional()
+    """An activation store folder (from `collect`), or a model to record from as training goes."""
+    out: str = positional()
+    """The run folder: checkpoints, log, and the trained transcoder in OUT/transcoder."""
+    config: str | None = None
+    """A JSON or YAML file of settings; a flag left at its default takes the file's value."""
+    resume: bool = False
+    """Continue from the newest checkpoint in OUT."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def _apply_config_file(config: TrainConfig) -> TrainConfig:
+    if not config.config:
+        return config
+    import yaml
+
+    path = Path(config.config).expanduser()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise CircuitscopeError(f"cannot read settings file {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise CircuitscopeError(f"{path}: expected a mapping of settings")
+    names = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - set(names) - {"_config"})
+    if unknown:
+        raise CircuitscopeError(f"{path}: unknown settings {', '.join(unknown)}")
+    changes = {}
+    for key, value in data.items():
+        if key == "_config" or key in ("source", "out", "config"):
+            continue
+        f = names[key]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if getattr(config, key) == default:
+            changes[key] = value
+    return dataclasses.replace(config, **changes)
+
+
+def train_command(config: TrainConfig) -> int:
+    """Train a CLT or PLT on an activation store (or straight from a model)."""
+    from circuitscope.training.trainer import train
+
+    config = _apply_config_file(config)
+    settings = TrainSettings(
+        **{f.name: getattr(config, f.name) for f in dataclasses.fields(TrainSettings)}
+    )
+    out = Path(config.out).expanduser()
+    source = _training_source(config, settings)
+    main_process = os.environ.get("RANK", "0") == "0"  # torchrun sets RANK
+    if main_process and (not config.resume or not (out / "train_config.json").exists()):
+        _save_config(out, "train_config.json", config)
+    result = train(source, settings, out, resume=config.resume, progress=config.progress)
+    if result.transcoder_path is not None:
+        _save_config(result.transcoder_path, "train_config.json", config)
+        from circuitscope.training.plots import plot_run
+
+        plot_run(out)
+        final = result.final
+        print(
+            f"trained {settings.kind.upper()} ({settings.n_features} features x "
+            f"{source.n_layers} layers): normalized MSE {final.get('nmse', float('nan')):.3f}, "
+            f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', float('nan')):.3f}; "
+            f"{result.tokens_per_second:.0f} tokens/s; saved to {result.transcoder_path}"
+        )
+    return 0
+
+
+def _training_source(config: TrainConfig, settings: TrainSettings) -> Any:
+    from circuitscope.data.store_format import MANIFEST
+    from circuitscope.data.store_reader import ActivationStore
+    from circuitscope.training.sources import ModelSource, StoreSource
+
+    path = Path(config.source).expanduser()
+    if (path / MANIFEST).is_file():
+        store = ActivationStore(path, group_shards=settings.group_shards)
+        return StoreSource(store, settings.batch_size, settings.seed)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise CircuitscopeError(f"{path} is neither an activation store nor a model folder")
+    from circuitscope.data.corpus import iter_documents
+    from circuitscope.data.packing import pack_contexts
+    from circuitscope.models.loading import load_model
+
+    loaded = load_model(config.source, device=settings.device)
+
+    def contexts() -> Any:
+        documents = iter_documents(config.corpus, "train", settings.seed, None, config.text_field)
+        return pack_contexts(documents, loaded.tokenizer, config.context_length)
+
+    return ModelSource(
+        loaded.adapter,
+        contexts,
+        settings.batch_size,
+        settings.seed,
+        config.source,
+        loaded.adapter.spec.name,
+    )
+
+
+@dataclass(kw_only=True)
+class EvalConfig(CorpusOptions):
+    model: str = positional()
+    """The model the transcoder was trained on: a hub id, a folder, a .gguf, or smollm2-135m."""
+    transcoder: str = positional()
+    """The transcoder folder (any supported format)."""
+    tokens: int = 8192
+    """Held-out tokens to evaluate on."""
+    batch_size: int = 8
+    """Contexts per forward pass."""
+    seed: int = 0
+    """Seeds the corpus order."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N, or auto."""
+    out: str | None = None
+    """Where to write eval.json (default: inside the transcoder folder)."""
+
+
+def eval_command(config: EvalConfig) -> int:
+    """Evaluate a transcoder on held-out text: per-layer MSE and L0, dead features, splicing."""
+    from circuitscope.data.corpus import iter_documents
+    from circuitscope.data.packing import batched, pack_contexts
+    from circuitscope.models.loading import load_model
+    from circuitscope.training.evaluate import evaluate, print_report
+    from circuitscope.transcoders.transcoder import Transcoder
+
+    loaded = load_model(config.model, device=config.device)
+    transcoder = Transcoder.load(config.transcoder, lazy=False, device=config.device)
+    documents = iter_documents(config.corpus, "heldout", config.seed, None, config.text_field)
+    contexts = pack_contexts(documents, loaded.tokenizer, config.context_length)
+    n_contexts = max(1, -(-config.tokens // (config.context_length - 1)))
+    report = evaluate(loaded.adapter, transcoder, batched(contexts, config.batch_size), n_contexts)
+    report.data = {"corpus": config.corpus, "split": "heldout", "model": config.model}
+    folder = Path(config.out).expanduser() if config.out else Path(config.transcoder)
+    if not folder.is_dir():
+        folder = Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+    _save_config(folder, "eval_config.json", config)
+    print_report(report)
+    print(f"wrote {folder / 'eval.json'}")
+    try:
+        from circuitscope.training.plots import plot_eval
+
+        plot_eval(report, folder / "eval_per_layer.png")
+    except ImportError:
+        pass
+    return 0
+
+
+COMMANDS = [
+    Command("collect", CollectConfig, collect_command),
+    Command("train", TrainConfig, train_command),
+    Command("eval", EvalConfig, eval_command),
+]

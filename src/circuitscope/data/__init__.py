@@ -1,0 +1,1 @@
+"""Corpus sources, tokenization and packing, and the on-disk activation store."""

@@ -1,0 +1,58 @@
+"""Recording a model's MLP inputs and outputs over a corpus into an activation store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from circuitscope.data.store_format import Manifest
+from circuitscope.data.store_writer import StoreWriter
+from circuitscope.models import sites
+from circuitscope.models.adapter import ModelAdapter
+
+
+def layer_sites(n_layers: int) -> list[str]:
+    return [sites.mlp_in(i) for i in range(n_layers)] + [sites.mlp_out(i) for i in range(n_layers)]
+
+
+@torch.no_grad()
+def record_batch(adapter: ModelAdapter, input_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """MLP inputs and outputs of every layer at every position but the first (BOS).
+
+    input_ids: [batch, seq] -> (mlp_in, mlp_out), each [batch * (seq - 1), n_layers, d_model].
+    """
+    n_layers = adapter.n_layers
+    cache = adapter.run(input_ids, capture=layer_sites(n_layers)).cache
+    x = torch.stack([cache[sites.mlp_in(i)][:, 1:] for i in range(n_layers)], dim=2)
+    y = torch.stack([cache[sites.mlp_out(i)][:, 1:] for i in range(n_layers)], dim=2)
+    return x.reshape(-1, n_layers, adapter.d_model), y.reshape(-1, n_layers, adapter.d_model)
+
+
+def collect_activations(
+    adapter: ModelAdapter,
+    batches: Iterable[Tensor],
+    folder: Path,
+    manifest: Manifest,
+    n_tokens: int,
+    shard_tokens: int = 4096,
+    shuffle_shards: int = 4,
+    progress: bool = True,
+) -> Manifest:
+    """Record up to `n_tokens` tokens from `batches` ([batch, seq] ids) into `folder`."""
+    from tqdm import tqdm
+
+    writer = StoreWriter(folder, manifest, shard_tokens, shuffle_shards)
+    done = 0
+    with tqdm(total=n_tokens, unit="tok", disable=not progress, desc="collect") as bar:
+        for ids in batches:
+            x, y = record_batch(adapter, ids)
+            take = min(len(x), n_tokens - done)
+            writer.add(x[:take].float().cpu(), y[:take].float().cpu())
+            done += take
+            bar.update(take)
+            if done >= n_tokens:
+                break
+    return writer.close()

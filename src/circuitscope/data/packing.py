@@ -1,0 +1,71 @@
+"""Tokenize documents and pack them into fixed-length contexts that start with BOS.
+
+The token stream is every document's tokens followed by EOS (when the tokenizer
+has one); each context is [BOS] + the next `context_length - 1` tokens of that
+stream, so contexts cross document boundaries and no token is padding. BOS is
+the tokenizer's `bos_token_id`, prepended because tokenizers such as SmolLM2's
+add none; a tokenizer that adds its own BOS has it removed from each document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from circuitscope.errors import CircuitscopeError
+
+
+def bos_id(tokenizer: Any) -> int:
+    """The id every context starts with: bos_token_id, else eos_token_id."""
+    for name in ("bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    raise CircuitscopeError("the tokenizer has neither a BOS nor an EOS token to start contexts")
+
+
+def token_stream(documents: Iterable[str], tokenizer: Any) -> Iterator[int]:
+    """Token ids of every document, each followed by EOS if the tokenizer has one."""
+    bos = bos_id(tokenizer)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    for document in documents:
+        ids = tokenizer(document, add_special_tokens=False).input_ids
+        if ids and ids[0] == bos:
+            ids = ids[1:]
+        yield from ids
+        if eos is not None:
+            yield int(eos)
+
+
+def pack_contexts(
+    documents: Iterable[str], tokenizer: Any, context_length: int
+) -> Iterator[Tensor]:
+    """Contexts [context_length] (int64), each [BOS] + context_length - 1 stream tokens.
+
+    The last partial context is dropped.
+    """
+    if context_length < 2:
+        raise CircuitscopeError(f"context length must be at least 2, got {context_length}")
+    bos = bos_id(tokenizer)
+    body = context_length - 1
+    buffer: list[int] = []
+    for token in token_stream(documents, tokenizer):
+        buffer.append(token)
+        if len(buffer) == body:
+            yield torch.tensor([bos, *buffer], dtype=torch.long)
+            buffer = []
+
+
+def batched(contexts: Iterable[Tensor], batch_size: int) -> Iterator[Tensor]:
+    """Stack contexts into batches [batch_size, context_length]; the last may be smaller."""
+    batch: list[Tensor] = []
+    for context in contexts:
+        batch.append(context)
+        if len(batch) == batch_size:
+            yield torch.stack(batch)
+            batch = []
+    if batch:
+        yield torch.stack(batch)

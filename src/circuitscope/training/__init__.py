@@ -1,0 +1,1 @@
+"""Training transcoders: losses, the loop, checkpoints, distributed launch, evaluation."""

@@ -1,0 +1,68 @@
+"""`collect`, `train` and `eval` from the command line, on a tiny model and text files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from training_fixtures import tiny_documents
+
+from circuitscope.cli import main
+from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def model_and_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    model = root / "tiny-llama"
+    tiny_model("llama").save_pretrained(model)
+    tiny_tokenizer().save_pretrained(model)
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for i, doc in enumerate(tiny_documents(600, seed=1)):
+        (corpus / f"doc{i:03d}.txt").write_text(doc)
+    (corpus / "broken.bin").write_bytes(b"\x00\xff")
+    return model, corpus
+
+
+def test_collect_train_eval(
+    model_and_corpus: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    model, corpus = model_and_corpus
+    store, run = tmp_path / "store", tmp_path / "run"
+    args = ["collect", str(model), str(store), "--corpus", str(corpus), "--tokens", "6000"]
+    assert main([*args, "--context-length", "32", "--shard-tokens", "1000"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 6000 tokens x 3 layers in 6 shards" in captured.out
+    assert "1 files skipped" in captured.out and "broken.bin: binary" in captured.err
+    assert json.loads((store / "collect_config.json").read_text())["tokens"] == 6000
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("n_features: 32\nsteps: 60\nbatch_size: 200\nlog_every: 20\n")
+    train_args = ["train", str(store), str(run), "--config", str(settings), "--no-progress"]
+    assert main([*train_args, "--sparsity-coefficient", "0.3", "--autocast", "off"]) == 0
+    out = capsys.readouterr().out
+    assert "trained CLT (32 features x 3 layers)" in out
+    saved = json.loads((run / "transcoder" / "train_config.json").read_text())
+    assert saved["n_features"] == 32 and saved["steps"] == 60 and saved["batch_size"] == 200
+    assert (run / "training_curves.png").stat().st_size > 1000
+    eval_args = ["eval", str(model), str(run / "transcoder"), "--corpus", str(corpus)]
+    assert main([*eval_args, "--context-length", "32", "--tokens", "600"]) == 0
+    report = json.loads((run / "transcoder" / "eval.json").read_text())
+    assert report["n_tokens"] >= 600 and len(report["nmse_per_layer"]) == 3
+    assert 0 < report["nmse"] < 1.0 and 0 < report["l0"] <= 32
+    for name in ("replacement", "open_loop"):
+        figures = report[name]
+        assert 0 <= figures["top1_agreement"] <= 1 and figures["kl"] >= 0
+        assert figures["loss_delta"] == pytest.approx(figures["loss"] - report["loss_original"])
+    assert "top-1 agreement" in capsys.readouterr().out
+
+
+def test_train_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", str(tmp_path / "empty"), str(tmp_path / "run")]) == 2
+    assert "neither an activation store nor a model folder" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("n_featurez: 3\n")
+    assert main(["train", str(tmp_path / "x"), str(tmp_path / "run"), "--config", str(bad)]) == 2
+    assert "unknown settings n_featurez" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+"""Two processes with torchrun (gloo, CPU) take the same steps as one process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from training_fixtures import tiny_store_fixture  # noqa: F401
+
+SCRIPT = """
+import sys
+from pathlib import Path
+from circuitscope.data.store_reader import ActivationStore
+from circuitscope.training.settings import TrainSettings
+from circuitscope.training.sources import StoreSource
+from circuitscope.training.trainer import train
+settings = TrainSettings(n_features=32, batch_size=256, autocast="off", steps=30,
+                         checkpoint_every=0, log_every=10, sparsity_coefficient=0.3)
+source = StoreSource(ActivationStore(sys.argv[1]), 256, 0)
+train(source, settings, Path(sys.argv[2]), progress=False)
+"""
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "checkpoints" / "step-00000030" / "weights.safetensors"))
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(tiny_store: Path, tmp_path: Path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed")
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run(
+        [sys.executable, str(script), str(tiny_store), str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert single.returncode == 0, single.stderr.decode()[-2000:]
+    double = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node", "2", str(script), str(tiny_store)]
+        + [str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert double.returncode == 0, double.stderr.decode()[-2000:]
+    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert one.keys() == two.keys()
+    moved = 0.0
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=2e-5, rtol=1e-4), name
+        moved = max(moved, float((one[name] - two[name]).abs().max()))
+    assert moved < 2e-5
+    assert shutil.which(str(torchrun))
