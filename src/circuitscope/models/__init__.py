@@ -5,8 +5,9 @@ Imports are lazy so that `circuitscope --help` does not load torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from circuitscope.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from circuitscope.models.adapter import ForwardResult, ModelAdapter, Recording
@@ -39,7 +40,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'circuitscope.models' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -5,8 +5,9 @@ Imports are lazy so that importing the package (e.g. for the CLI) does not load 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from circuitscope.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from circuitscope.transcoders.activations import (
@@ -61,7 +62,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'circuitscope.transcoders' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
