@@ -65,6 +65,10 @@ Replacement = Tensor | Callable[[Tensor], Tensor]
 """An MLP output: a tensor [batch or 1, seq, d_model], or a function of the layer's
 live MLP input [batch, seq, d_model] returning one (e.g. constants + a linear skip)."""
 
+MlpEdit = Callable[[Tensor, Tensor], Tensor]
+"""A change to an MLP that still runs: (live MLP input, its output), both
+[batch, seq, d_model] -> the output to use instead."""
+
 
 @dataclass
 class _RunPlan:
@@ -74,6 +78,7 @@ class _RunPlan:
     mlp_out: Mapping[int, Replacement]
     embed: Tensor | None
     capture: frozenset[str] = frozenset()
+    mlp_edit: Mapping[int, MlpEdit] = field(default_factory=dict)
     live_mlp_in: dict[int, Tensor] = field(default_factory=dict)
     cache: dict[str, Tensor] = field(default_factory=dict)
     scales: dict[str, Tensor] = field(default_factory=dict)
@@ -197,6 +202,7 @@ class ModelAdapter:
         embed: Tensor | None = None,
         capture: Collection[str] = (),
         unembed: bool = True,
+        mlp_edit: Mapping[int, MlpEdit] | None = None,
     ) -> ForwardResult:
         """One forward pass. input_ids: [batch, seq].
 
@@ -210,6 +216,9 @@ class ModelAdapter:
         mlp_out: per layer, the MLP output to use: a tensor [batch or 1, seq, d_model],
             or a function of that layer's MLP input returning one.
         embed: the residual stream entering layer 0, [batch or 1, seq, d_model].
+        mlp_edit: per layer, a function (live MLP input, MLP output) -> new output,
+            applied after any `mlp_out` replacement; the MLP itself still runs unless
+            replaced. Interventions use it.
         """
         input_ids = self._checked_ids(input_ids)
         if frozen is not None:
@@ -219,7 +228,9 @@ class ModelAdapter:
             raise CircuitscopeError(
                 f"unknown sites {sorted(unknown)}; see circuitscope.models.sites"
             )
-        plan = _RunPlan(record, keep_graph, frozen, mlp_out or {}, embed, frozenset(capture))
+        plan = _RunPlan(
+            record, keep_graph, frozen, mlp_out or {}, embed, frozenset(capture), mlp_edit or {}
+        )
         self._check_replacements(plan, input_ids)
         with self._hooks(plan):
             if unembed:
@@ -258,6 +269,9 @@ class ModelAdapter:
 
     def _check_replacements(self, plan: _RunPlan, input_ids: Tensor) -> None:
         batch, seq = int(input_ids.shape[0]), int(input_ids.shape[1])
+        for layer in plan.mlp_edit:
+            if not 0 <= layer < self.n_layers:
+                raise CircuitscopeError(f"no layer {layer}: the model has {self.n_layers}")
         for layer, value in plan.mlp_out.items():
             if not 0 <= layer < self.n_layers:
                 raise CircuitscopeError(f"no layer {layer}: the model has {self.n_layers}")
@@ -381,7 +395,7 @@ def _resid_pre_hook(plan: _RunPlan, index: int) -> Any:
 def _mlp_in_hook(plan: _RunPlan, index: int) -> Any:
     def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
         plan.keep(sites.mlp_in(index), args[0])
-        if callable(plan.mlp_out.get(index)):
+        if callable(plan.mlp_out.get(index)) or index in plan.mlp_edit:
             plan.live_mlp_in[index] = args[0]
 
     return hook
@@ -391,9 +405,13 @@ def _mlp_out_hook(plan: _RunPlan, index: int) -> Any:
     def hook(_module: nn.Module, _args: tuple[Any, ...], output: Tensor) -> Tensor | None:
         replacement = plan.mlp_out.get(index)
         if replacement is not None and not isinstance(replacement, Tensor):
-            replacement = replacement(plan.live_mlp_in.pop(index))
+            replacement = replacement(plan.live_mlp_in[index])
         value = output if replacement is None else replacement.to(output.dtype).expand_as(output)
+        edit = plan.mlp_edit.get(index)
+        if edit is not None:
+            value = edit(plan.live_mlp_in[index], value).to(output.dtype)
+        plan.live_mlp_in.pop(index, None)
         plan.keep(sites.mlp_out(index), value)
-        return None if replacement is None else value
+        return None if replacement is None and edit is None else value
 
     return hook

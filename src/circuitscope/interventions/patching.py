@@ -1,0 +1,308 @@
+"""Interventions on the original model: features and error nodes set, scaled or added.
+
+The original model runs; at each layer the transcoder reads the live MLP input,
+the intervened features get their new activations, and the difference between
+new and old activation times the feature's decoder vectors is added to the MLP
+output of every layer the feature decodes to. An error node's change adds a
+multiple of its error vector (m_out − ŷ) to its layer's MLP output.
+
+Two switches say how far an intervention's effect travels:
+
+- `freeze_attention`: replay the clean run's attention probabilities and norm
+  scales (the frozen linear residual path of the local replacement model), or
+  let them respond.
+- `constrained_layers`: in these layers the MLP output is held at its clean
+  value (every feature and error node fixed) plus the intervention's own
+  decoded changes: effects reach later nodes only directly ("constrained
+  patching"). In other layers the real MLP recomputes, so effects propagate
+  through it ("iterative patching", the default).
+
+With every layer constrained and attention frozen, the change of a downstream
+feature's pre-activation is exactly the graph's edge weight times the change
+of the source's activation. Position 0 (the BOS attention sink) carries no
+features, as in the graph.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from circuitscope.errors import CircuitscopeError
+from circuitscope.interventions.spec import Intervention, check_interventions
+from circuitscope.models import sites
+from circuitscope.models.adapter import ModelAdapter, Recording
+from circuitscope.transcoders.transcoder import Transcoder
+
+
+@dataclass(frozen=True)
+class PatchSettings:
+    freeze_attention: bool = True
+    """Replay the clean run's attention probabilities and norm scales."""
+    constrained_layers: range | None = None
+    """Layers whose MLP outputs stay clean apart from the intervention's own writes."""
+    keep_activations: bool = True
+    """Return every feature's activation and pre-activation (memory: batch·seq·features)."""
+
+
+@dataclass
+class CleanRun:
+    """The unintervened run: recorded sites and the transcoder's view of it."""
+
+    recording: Recording
+    activations: dict[int, Tensor]
+    """Per layer [seq, n_features] (position 0 zero)."""
+
+    @property
+    def logits(self) -> Tensor:
+        return self.recording.logits
+
+    def mlp_out(self, layer: int) -> Tensor:
+        return self.recording.cache[sites.mlp_out(layer)][0]
+
+    def mlp_in(self, layer: int) -> Tensor:
+        return self.recording.cache[sites.mlp_in(layer)][0]
+
+
+@dataclass
+class InterventionResult:
+    """A batch of intervened runs: element b is the b-th intervention set."""
+
+    logits: Tensor
+    """[batch, seq, vocab] as the model returns them."""
+    final_normed: Tensor
+    """[batch, seq, d_model] the final norm's output (logit directions read from it)."""
+    clean: CleanRun | None
+    """The unintervened run, when one was needed or asked for."""
+    activations: dict[int, Tensor] = field(default_factory=dict)
+    """Per layer [batch, seq, n_features]: the activations the run used (kept only on request)."""
+    pre_activations: dict[int, Tensor] = field(default_factory=dict)
+    """Per layer [batch, seq, n_features]: W_enc·m_in + b_enc of the live MLP input."""
+
+
+def clean_run(adapter: ModelAdapter, transcoder: Transcoder, input_ids: Tensor) -> CleanRun:
+    """Record the prompt once and encode every layer. input_ids: [1, seq]."""
+    recording = adapter.record(input_ids)
+    activations = {}
+    dtype = working_dtype(adapter)
+    with torch.no_grad():
+        for layer in range(adapter.n_layers):
+            acts = transcoder.encode(layer, recording.cache[sites.mlp_in(layer)][0]).to(dtype)
+            acts[0] = 0.0
+            activations[layer] = acts
+    return CleanRun(recording, activations)
+
+
+def intervene(
+    adapter: ModelAdapter,
+    transcoder: Transcoder,
+    input_ids: Tensor,
+    batches: Sequence[Sequence[Intervention]],
+    settings: PatchSettings = PatchSettings(),
+    clean: CleanRun | None = None,
+) -> InterventionResult:
+    """Run the prompt once per intervention set, all in one batch. input_ids: [1, seq].
+
+    batches: one list of interventions per batch element (an empty list is the
+    clean run). `clean` may be passed to reuse an earlier recording of the prompt.
+    """
+    if input_ids.ndim != 2 or input_ids.shape[0] != 1:
+        raise CircuitscopeError(f"expected one prompt [1, seq], got {tuple(input_ids.shape)}")
+    if not batches:
+        raise CircuitscopeError("no intervention sets given")
+    seq = int(input_ids.shape[1])
+    for items in batches:
+        check_interventions(items, adapter.n_layers, transcoder.config.n_features, seq)
+    if clean is None and _needs_clean(settings):
+        clean = clean_run(adapter, transcoder, input_ids)
+    patcher = _Patcher(adapter, transcoder, batches, settings, clean, seq)
+    frozen = clean.recording.frozen if (settings.freeze_attention and clean) else None
+    with torch.no_grad():
+        result = adapter.run(
+            input_ids.expand(len(batches), -1),
+            frozen=frozen,
+            mlp_edit={layer: patcher.edit(layer) for layer in range(adapter.n_layers)},
+            capture=[sites.FINAL_NORM],
+        )
+    return InterventionResult(
+        logits=result.logits,
+        final_normed=result.cache[sites.FINAL_NORM],
+        clean=clean,
+        activations=patcher.kept_activations,
+        pre_activations=patcher.kept_pre_activations,
+    )
+
+
+def _needs_clean(settings: PatchSettings) -> bool:
+    constrained = settings.constrained_layers is not None
+    return settings.freeze_attention or constrained or settings.keep_activations
+
+
+class _Patcher:
+    """The per-layer MLP edits of one batched intervened run (layers run in order)."""
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        transcoder: Transcoder,
+        batches: Sequence[Sequence[Intervention]],
+        settings: PatchSettings,
+        clean: CleanRun | None,
+        seq: int,
+    ) -> None:
+        self.transcoder, self.settings, self.clean = transcoder, settings, clean
+        self.batch, self.seq, self.d_model = len(batches), seq, adapter.d_model
+        self.dtype = working_dtype(adapter)
+        self.ops: dict[int, list[tuple[int, Intervention]]] = defaultdict(list)
+        for b, items in enumerate(batches):
+            for item in items:
+                self.ops[item.layer].append((b, item))
+        self.track_base = any(item.is_error for items in batches for item in items)
+        self.base: dict[int, Tensor] = {}
+        self.pending: dict[int, Tensor] = {}
+        self.kept_activations: dict[int, Tensor] = {}
+        self.kept_pre_activations: dict[int, Tensor] = {}
+
+    def constrained(self, layer: int) -> bool:
+        layers = self.settings.constrained_layers
+        return layers is not None and layer in layers
+
+    def edit(self, layer: int):
+        def apply(m_in: Tensor, m_out: Tensor) -> Tensor:
+            return self._layer(layer, m_in, m_out)
+
+        return apply
+
+    def _layer(self, layer: int, m_in: Tensor, m_out: Tensor) -> Tensor:
+        feature_ops = [(b, i) for b, i in self.ops.get(layer, []) if not i.is_error]
+        error_ops = [(b, i) for b, i in self.ops.get(layer, []) if i.is_error]
+        base = self._base_activations(layer, m_in, need_live=bool(feature_ops))
+        if base is not None:
+            new = _apply_feature_ops(base, feature_ops, self.seq)
+            self._write_decoded(layer, new - base)
+            if self.settings.keep_activations:
+                self.kept_activations[layer] = new
+            if self.track_base:
+                self.base[layer] = base
+        out = self._clean_out(layer, m_in) if self.constrained(layer) else m_out.to(self.dtype)
+        out = out + self.pending.pop(layer, 0.0)
+        if error_ops:
+            errors = self._errors(layer, m_in, m_out)
+            out = out + _error_changes(errors, error_ops, self.seq)
+        return out
+
+    def _base_activations(self, layer: int, m_in: Tensor, need_live: bool) -> Tensor | None:
+        """The activations before this layer's interventions: [batch, seq, n_f], or None."""
+        keep = self.settings.keep_activations
+        constrained = self.constrained(layer)
+        if keep or self.track_base or (need_live and not constrained):
+            pre = self.transcoder.pre_activations(layer, m_in).to(self.dtype)
+            if keep:
+                self.kept_pre_activations[layer] = pre
+            if not constrained:
+                live = self.transcoder.layer(layer).activation(pre).to(self.dtype)
+                live[:, 0] = 0.0
+                return live
+        if constrained or need_live:
+            assert self.clean is not None
+            return self.clean.activations[layer].to(self.dtype).expand(self.batch, -1, -1)
+        return None
+
+    def _clean_out(self, layer: int, m_in: Tensor) -> Tensor:
+        """The clean MLP output, with the (linear, live) skip term recomputed: [b, seq, d]."""
+        assert self.clean is not None
+        out = self.clean.mlp_out(layer).to(self.dtype).expand(self.batch, -1, -1)
+        if self.transcoder.config.skip_connection:
+            block = self.transcoder.layer(layer)
+            out = out + (block.skip(m_in) - block.skip(self.clean.mlp_in(layer))).to(self.dtype)
+        return out
+
+    def _write_decoded(self, layer: int, delta: Tensor) -> None:
+        """Add delta [batch, seq, n_f] (sparse) times the decoders to every output layer."""
+        b, p, f = torch.nonzero(delta, as_tuple=True)
+        if len(f) == 0:
+            return
+        features, inverse = torch.unique(f, return_inverse=True)
+        decoders = self.transcoder.active_decoders(layer, features).to(self.dtype)
+        values = delta[b, p, f]
+        for slot, out_layer in enumerate(self.transcoder.config.output_layers(layer)):
+            target = self.pending.get(out_layer)
+            if target is None:
+                shape = (self.batch, self.seq, self.d_model)
+                target = torch.zeros(shape, dtype=self.dtype, device=delta.device)
+                self.pending[out_layer] = target
+            target.index_put_((b, p), values[:, None] * decoders[inverse, slot], accumulate=True)
+
+    def _errors(self, layer: int, m_in: Tensor, m_out: Tensor) -> Tensor:
+        """The error vectors m_out − ŷ of this layer before intervention: [batch, seq, d]."""
+        acts = {source: self.base[source] for source in range(layer + 1)}
+        if self.constrained(layer):
+            assert self.clean is not None
+            m_in = self.clean.mlp_in(layer).expand_as(m_in)
+            m_out = self.clean.mlp_out(layer).expand_as(m_out)
+        recon = _reconstruction(self.transcoder, layer, acts, m_in.to(self.dtype))
+        return m_out.to(self.dtype) - recon
+
+
+def working_dtype(adapter: ModelAdapter) -> torch.dtype:
+    """fp64 for an fp64 model (exact tests), else fp32 (bf16 models accumulate in fp32)."""
+    return torch.float64 if adapter.dtype == torch.float64 else torch.float32
+
+
+def _reconstruction(
+    transcoder: Transcoder, layer: int, acts: dict[int, Tensor], m_in: Tensor
+) -> Tensor:
+    """ŷ of `layer` from the activations of every layer that decodes to it: [batch, seq, d]."""
+    block = transcoder.layer(layer)
+    total = (block.b_dec + block.skip(m_in)).to(m_in.dtype)
+    for source, source_acts in acts.items():
+        outputs = transcoder.config.output_layers(source)
+        if layer not in outputs:
+            continue
+        decoders = transcoder.layer(source).decoders()[:, outputs.index(layer)]
+        total = total + source_acts @ decoders.to(m_in.dtype)
+    return total
+
+
+def _positions(item: Intervention, seq: int) -> slice | int:
+    if item.position is None:
+        return slice(1, None) if item.feature is not None else slice(None)
+    return item.position
+
+
+def _apply_feature_ops(base: Tensor, ops: list[tuple[int, Intervention]], seq: int) -> Tensor:
+    """base [batch, seq, n_f] with each (batch element, intervention) applied in order."""
+    if not ops:
+        return base
+    new = base.clone()
+    for b, item in ops:
+        where = (b, _positions(item, seq), item.feature)
+        old = new[where]
+        if item.operation == "set":
+            new[where] = torch.full_like(old, item.value)
+        elif item.operation == "scale":
+            new[where] = old * item.value
+        else:
+            new[where] = old + item.value
+    return new
+
+
+def _error_changes(errors: Tensor, ops: list[tuple[int, Intervention]], seq: int) -> Tensor:
+    """What the error interventions add to the MLP output: [batch, seq, d].
+
+    An error node's activation is 1, so its new activation is a factor on its vector.
+    """
+    factor = torch.ones(errors.shape[:2], dtype=errors.dtype, device=errors.device)
+    for b, item in ops:
+        where = (b, _positions(item, seq))
+        if item.operation == "set":
+            factor[where] = item.value
+        elif item.operation == "scale":
+            factor[where] = factor[where] * item.value
+        else:
+            factor[where] = factor[where] + item.value
+    return (factor - 1.0).unsqueeze(-1) * errors
