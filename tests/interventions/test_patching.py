@@ -39,7 +39,9 @@ def test_constrained_intervention_moves_each_target_by_its_edge_weight(
         else:
             batches.append([Intervention(layer, pos, None, "scale", 3.0)])
             changes.append(2.0)  # the error vector added twice more
-    settings = PatchSettings(freeze_attention=True, constrained_layers=range(graph.n_layers))
+    settings = PatchSettings(
+        freeze_attention=True, freeze_norms=True, constrained_layers=range(graph.n_layers)
+    )
     result = intervene(traced.adapter, traced.transcoder, traced.input_ids, batches, settings)
 
     feature_rows = graph.indices(FEATURE).tolist()
@@ -74,12 +76,13 @@ def test_iterative_patching_reaches_further_than_constrained():
     assert iterative.activations[layer][0, pos, feature] == 0
 
 
-@pytest.mark.parametrize("freeze", [True, False])
-def test_no_intervention_reproduces_the_clean_run(arch: str, freeze: bool):
+@pytest.mark.parametrize(("freeze", "norms"), [(True, True), (True, False), (False, False)])
+def test_no_intervention_reproduces_the_clean_run(arch: str, freeze: bool, norms: bool):
     adapter = ModelAdapter(tiny_model(arch, dtype=torch.float64))
     transcoder = tiny_transcoder(adapter, "clt", dtype="float64")
     ids = torch.tensor([tiny_tokenizer()("The capital of France is").input_ids])
-    result = intervene(adapter, transcoder, ids, [[]], PatchSettings(freeze_attention=freeze))
+    settings = PatchSettings(freeze_attention=freeze, freeze_norms=norms)
+    result = intervene(adapter, transcoder, ids, [[]], settings)
     assert result.clean is not None
     # Frozen mode replays attention probabilities kept in fp32; free mode is the same run.
     tolerance = 1e-5 if freeze else 1e-12
@@ -141,3 +144,31 @@ def test_batch_elements_are_independent():
     alone = [intervene(*args, [items]) for items in ([item], [], [zero(0, 2, None)])]
     for b, single in enumerate(alone):
         torch.testing.assert_close(together.logits[b], single.logits[0], atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["clt", "plt"])
+def test_replacement_model_small_changes_follow_the_graphs_total_effects(
+    arch: str, kind: Literal["clt", "plt"]
+):
+    """Run live (features recomputed, errors held, attention and norms frozen), a small
+    change of a node moves the logits by the graph's total effect through every path."""
+    from circuitscope.graph.effects import total_effects_on_logits
+
+    traced = traced_tiny(arch, kind)
+    graph = traced.graph
+    sources = _sample(graph.indices(FEATURE), 8) + _sample(graph.indices(ERROR), 3)
+    epsilon = 1e-4
+    batches: list[list[Intervention]] = [[]]
+    for node in sources:
+        layer, pos = int(graph.node_layer[node]), int(graph.node_position[node])
+        feature = int(graph.node_feature[node]) if int(graph.node_kind[node]) == FEATURE else None
+        batches.append([Intervention(layer, pos, feature, "scale", 1 + epsilon)])
+    settings = PatchSettings(freeze_norms=True, mlp="replacement", keep_activations=False)
+    result = intervene(traced.adapter, traced.transcoder, traced.input_ids, batches, settings)
+    directions = torch.stack([t.vector for t in traced.targets]).to(torch.float64)
+    values = result.final_normed[:, -1] @ directions.T
+    measured = (values[1:] - values[0]).T / epsilon  # [n_logits, k]
+    predicted = total_effects_on_logits(graph, torch.tensor(sources))
+    indirect = predicted - graph.adjacency[graph.indices(LOGIT)][:, sources]
+    assert indirect.abs().max() > 1e-3, "vacuous: no paths through features"
+    torch.testing.assert_close(measured, predicted, atol=1e-6, rtol=1e-5)

@@ -22,6 +22,7 @@ def all_commands() -> list[Command]:
     """Every subcommand, in the order `--help` lists them."""
     from circuitscope.commands import (
         attribution_commands,
+        intervention_commands,
         model_commands,
         training_commands,
         transcoder_commands,
@@ -31,5 +32,6 @@ def all_commands() -> list[Command]:
         *model_commands.COMMANDS,
         *transcoder_commands.COMMANDS,
         *attribution_commands.COMMANDS,
+        *intervention_commands.COMMANDS,
         *training_commands.COMMANDS,
     ]

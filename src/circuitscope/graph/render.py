@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN, Graph
+from circuitscope.plotting import pyplot
 
 COLORS = {FEATURE: "#e69f00", ERROR: "#999999", TOKEN: "#009e73", LOGIT: "#8e44ad"}
 
@@ -35,11 +36,7 @@ def node_coordinates(graph: Graph) -> torch.Tensor:
 
 def render_graph(graph: Graph, path: str | Path, title: str = "", max_edges: int = 400) -> Path:
     """Draw `graph` into a PNG at `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     coords = node_coordinates(graph)
     targets, sources = torch.nonzero(graph.adjacency, as_tuple=True)
     weights = graph.adjacency[targets, sources]

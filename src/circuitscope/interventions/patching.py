@@ -8,16 +8,20 @@ multiple of its error vector (m_out − ŷ) to its layer's MLP output.
 
 Two switches say how far an intervention's effect travels:
 
-- `freeze_attention`: replay the clean run's attention probabilities and norm
-  scales (the frozen linear residual path of the local replacement model), or
-  let them respond.
+- `freeze_attention`: replay the clean run's attention probabilities, or let
+  them respond; `freeze_norms` also replays the norm scales (together: the
+  frozen linear residual path of the local replacement model).
 - `constrained_layers`: in these layers the MLP output is held at its clean
   value (every feature and error node fixed) plus the intervention's own
   decoded changes: effects reach later nodes only directly ("constrained
   patching"). In other layers the real MLP recomputes, so effects propagate
   through it ("iterative patching", the default).
+- `mlp="replacement"`: outside constrained layers the local replacement model
+  recomputes instead of the real MLP: features from the live input, error
+  nodes held. Comparing it with the real MLP separates what the graph's
+  linearisation misses from what the transcoder misses.
 
-With every layer constrained and attention frozen, the change of a downstream
+With every layer constrained and attention and norms frozen, the change of a downstream
 feature's pre-activation is exactly the graph's edge weight times the change
 of the source's activation. Position 0 (the BOS attention sink) carries no
 features, as in the graph.
@@ -28,6 +32,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -36,15 +41,22 @@ from circuitscope.errors import CircuitscopeError
 from circuitscope.interventions.spec import Intervention, check_interventions
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter, Recording
+from circuitscope.models.frozen import FrozenState
 from circuitscope.transcoders.transcoder import Transcoder
 
 
 @dataclass(frozen=True)
 class PatchSettings:
     freeze_attention: bool = True
-    """Replay the clean run's attention probabilities and norm scales."""
+    """Replay the clean run's attention probabilities."""
+    freeze_norms: bool = False
+    """Also replay its norm scales: the graph's fully linear residual path. Exact for
+    constrained patching; with live MLPs an unnormalised residual can blow up."""
     constrained_layers: range | None = None
     """Layers whose MLP outputs stay clean apart from the intervention's own writes."""
+    mlp: Literal["model", "replacement"] = "model"
+    """Outside constrained layers: the real MLP recomputes ("model"), or the local
+    replacement model does: live transcoder features plus the clean error nodes."""
     keep_activations: bool = True
     """Return every feature's activation and pre-activation (memory: batch·seq·features)."""
 
@@ -120,7 +132,7 @@ def intervene(
     if clean is None and _needs_clean(settings):
         clean = clean_run(adapter, transcoder, input_ids)
     patcher = _Patcher(adapter, transcoder, batches, settings, clean, seq)
-    frozen = clean.recording.frozen if (settings.freeze_attention and clean) else None
+    frozen = _frozen_state(settings, clean)
     with torch.no_grad():
         result = adapter.run(
             input_ids.expand(len(batches), -1),
@@ -137,9 +149,18 @@ def intervene(
     )
 
 
+def _frozen_state(settings: PatchSettings, clean: CleanRun | None) -> FrozenState | None:
+    if settings.freeze_norms and not settings.freeze_attention:
+        raise CircuitscopeError("freezing norm scales needs attention frozen too")
+    if not settings.freeze_attention or clean is None:
+        return None
+    frozen = clean.recording.frozen
+    return frozen if settings.freeze_norms else frozen.attention_only()
+
+
 def _needs_clean(settings: PatchSettings) -> bool:
-    constrained = settings.constrained_layers is not None
-    return settings.freeze_attention or constrained or settings.keep_activations
+    held = settings.constrained_layers is not None or settings.mlp == "replacement"
+    return settings.freeze_attention or held or settings.keep_activations
 
 
 class _Patcher:
@@ -177,23 +198,33 @@ class _Patcher:
 
         return apply
 
+    def held(self, layer: int) -> bool:
+        """Whether this layer's MLP output is the clean one plus decoded feature changes."""
+        return self.constrained(layer) or self.settings.mlp == "replacement"
+
     def _layer(self, layer: int, m_in: Tensor, m_out: Tensor) -> Tensor:
         feature_ops = [(b, i) for b, i in self.ops.get(layer, []) if not i.is_error]
         error_ops = [(b, i) for b, i in self.ops.get(layer, []) if i.is_error]
-        base = self._base_activations(layer, m_in, need_live=bool(feature_ops))
+        live_needed = bool(feature_ops) or self.settings.mlp == "replacement"
+        base = self._base_activations(layer, m_in, need_live=live_needed)
         if base is not None:
             new = _apply_feature_ops(base, feature_ops, self.seq)
-            self._write_decoded(layer, new - base)
+            reference = self._clean_activations(layer) if self.held(layer) else base
+            self._write_decoded(layer, new - reference)
             if self.settings.keep_activations:
                 self.kept_activations[layer] = new
             if self.track_base:
                 self.base[layer] = base
-        out = self._clean_out(layer, m_in) if self.constrained(layer) else m_out.to(self.dtype)
+        out = self._clean_out(layer, m_in) if self.held(layer) else m_out.to(self.dtype)
         out = out + self.pending.pop(layer, 0.0)
         if error_ops:
             errors = self._errors(layer, m_in, m_out)
             out = out + _error_changes(errors, error_ops, self.seq)
         return out
+
+    def _clean_activations(self, layer: int) -> Tensor:
+        assert self.clean is not None
+        return self.clean.activations[layer].to(self.dtype).expand(self.batch, -1, -1)
 
     def _base_activations(self, layer: int, m_in: Tensor, need_live: bool) -> Tensor | None:
         """The activations before this layer's interventions: [batch, seq, n_f], or None."""
@@ -208,8 +239,7 @@ class _Patcher:
                 live[:, 0] = 0.0
                 return live
         if constrained or need_live:
-            assert self.clean is not None
-            return self.clean.activations[layer].to(self.dtype).expand(self.batch, -1, -1)
+            return self._clean_activations(layer)
         return None
 
     def _clean_out(self, layer: int, m_in: Tensor) -> Tensor:
@@ -239,11 +269,13 @@ class _Patcher:
 
     def _errors(self, layer: int, m_in: Tensor, m_out: Tensor) -> Tensor:
         """The error vectors m_out − ŷ of this layer before intervention: [batch, seq, d]."""
-        acts = {source: self.base[source] for source in range(layer + 1)}
-        if self.constrained(layer):
+        if self.held(layer):
+            acts = {source: self._clean_activations(source) for source in range(layer + 1)}
             assert self.clean is not None
             m_in = self.clean.mlp_in(layer).expand_as(m_in)
             m_out = self.clean.mlp_out(layer).expand_as(m_out)
+        else:
+            acts = {source: self.base[source] for source in range(layer + 1)}
         recon = _reconstruction(self.transcoder, layer, acts, m_in.to(self.dtype))
         return m_out.to(self.dtype) - recon
 

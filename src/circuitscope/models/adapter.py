@@ -212,7 +212,8 @@ class ModelAdapter:
             recording attention: the fast path for collecting training activations.
         unembed: False stops at the final norm (capture `sites.FINAL_NORM`); the
             result's logits are then an empty tensor.
-        frozen: replay these attention probabilities and norm scales.
+        frozen: replay these attention probabilities and norm scales (norms run live
+            when the state has no scales: `FrozenState.attention_only`).
         mlp_out: per layer, the MLP output to use: a tensor [batch or 1, seq, d_model],
             or a function of that layer's MLP input returning one.
         embed: the residual stream entering layer 0, [batch or 1, seq, d_model].
@@ -324,7 +325,7 @@ class ModelAdapter:
 
         def hook(mod: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor | None:
             x = args[0]
-            if plan.frozen is not None:
+            if plan.frozen is not None and plan.frozen.norm_scales:
                 return apply_norm(kind, mod, x, plan.frozen.norm_scales[path])
             if plan.record:
                 plan.scales[path] = norm_scale(kind, mod, x).detach()

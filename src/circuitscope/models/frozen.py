@@ -19,7 +19,8 @@ class FrozenState:
     attention: dict[int, Tensor] = field(default_factory=dict)
     """Per layer: attention probabilities [batch, heads, query, key], fp32."""
     norm_scales: dict[str, Tensor] = field(default_factory=dict)
-    """Per norm module path: the recorded 1/rms or 1/std, [batch, seq, 1], fp32."""
+    """Per norm module path: the recorded 1/rms or 1/std, [batch, seq, 1], fp32.
+    Empty: the norms compute their scales live (attention alone is frozen)."""
 
     @property
     def seq_len(self) -> int:
@@ -30,6 +31,8 @@ class FrozenState:
         """Raise a clear error unless this state can freeze a run of `seq_len` tokens."""
         missing_layers = [layer for layer in range(n_layers) if layer not in self.attention]
         missing_norms = [path for path in norm_paths if path not in self.norm_scales]
+        if not self.norm_scales:
+            missing_norms = []  # attention only: every norm runs live
         if missing_layers or missing_norms:
             raise CircuitscopeError(
                 "frozen state is incomplete: missing attention for layers "
@@ -39,6 +42,10 @@ class FrozenState:
             raise CircuitscopeError(
                 f"frozen state was recorded on {self.seq_len} tokens, but this run has {seq_len}"
             )
+
+    def attention_only(self) -> FrozenState:
+        """The same attention probabilities, with every norm left to compute its scale."""
+        return FrozenState(dict(self.attention), {})
 
     def prefix(self, length: int) -> FrozenState:
         """The state of the first `length` positions (exact: attention is causal)."""

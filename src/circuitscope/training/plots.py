@@ -6,19 +6,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from circuitscope.plotting import pyplot
+
 if TYPE_CHECKING:
     from circuitscope.training.evaluate import EvalReport
 
 CURVES_FILE = "training_curves.png"
-
-
-def _pyplot():  # noqa: ANN202 (matplotlib has loose types)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_run(run: Path, png: Path | None = None) -> Path | None:
@@ -27,7 +20,7 @@ def plot_run(run: Path, png: Path | None = None) -> Path | None:
     if not log.is_file():
         return None
     try:
-        plt = _pyplot()
+        plt = pyplot()
     except ImportError:
         return None
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
@@ -53,7 +46,7 @@ def plot_run(run: Path, png: Path | None = None) -> Path | None:
 
 def plot_eval(report: EvalReport, png: Path) -> Path:
     """Normalized MSE and L0 per layer, held out."""
-    plt = _pyplot()
+    plt = pyplot()
     layers = list(range(len(report.nmse_per_layer)))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3), dpi=80)
     axes[0].bar(layers, report.nmse_per_layer)

@@ -1,0 +1,200 @@
+"""`intervene` and `validate`: test features and graphs on the original model."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from circuitscope.commands import Command
+from circuitscope.errors import CircuitscopeError
+from circuitscope.interventions.command_configs import InterveneConfig, ValidateConfig
+
+if TYPE_CHECKING:
+    from circuitscope.interventions.patching import InterventionResult
+
+
+def intervene_command(config: InterveneConfig) -> int:
+    """Set, scale, add or zero features on the model; show the new prediction (and text)."""
+    from circuitscope.attribution.prompts import prompt_ids, token_texts
+    from circuitscope.interventions.generation import generate
+    from circuitscope.interventions.patching import PatchSettings, intervene
+    from circuitscope.interventions.spec import parse_all
+    from circuitscope.models.loading import load_model
+    from circuitscope.transcoders.transcoder import Transcoder
+
+    items = parse_all(config.set, config.scale, config.add, config.zero)
+    if not items:
+        raise CircuitscopeError("no interventions: give --set, --scale, --add or --zero")
+    constrained = parse_layer_range(config.constrain)
+    frozen = config.freeze_attention or config.freeze_norms
+    if config.generate and (constrained is not None or frozen):
+        raise CircuitscopeError(
+            "--generate runs free: it cannot freeze attention or norms or constrain layers "
+            "(generated tokens have no clean run to hold to)"
+        )
+    loaded = load_model(config.model, device=config.device, dtype=config.dtype)
+    transcoder = Transcoder.load(config.transcoder, device=str(loaded.adapter.device))
+    ids, _ = prompt_ids(loaded.tokenizer, config.prompt, config.bos)
+    tokens = token_texts(loaded.tokenizer, ids[0])
+    print("tokens  " + "  ".join(f"{i}:{t!r}" for i, t in enumerate(tokens)))
+    print("interventions  " + "; ".join(item.describe() for item in items))
+    generation = config.generate > 0
+    prompt_items = [i for i in items if i.position is None or i.position < len(tokens)]
+    if len(prompt_items) < len(items) and not generation:
+        late = next(i for i in items if i not in prompt_items)
+        raise CircuitscopeError(
+            f"{late.describe()}: no position {late.position}; positions are "
+            f"0..{len(tokens) - 1} (positions beyond the prompt need --generate)"
+        )
+    settings = PatchSettings(
+        freeze_attention=config.freeze_attention or config.freeze_norms,
+        freeze_norms=config.freeze_norms,
+        constrained_layers=constrained,
+        keep_activations=True,
+    )
+    result = intervene(loaded.adapter, transcoder, ids, [[], prompt_items], settings)
+    summary = _next_token_summary(result, loaded.tokenizer, config.top_k)
+    summary["changed_features"] = changed_features(result, config.top_features)
+    _print_next_token(summary)
+    if generation:
+        eos = getattr(loaded.tokenizer, "eos_token_id", None)
+        runs = {}
+        for name, steer in (("clean", []), ("steered", items)):
+            gen = generate(
+                loaded.adapter,
+                transcoder,
+                ids,
+                steer,
+                config.generate,
+                temperature=config.temperature,
+                seed=config.seed,
+                eos_token_id=eos,
+            )
+            runs[name] = loaded.tokenizer.decode(gen.token_ids.tolist())
+            print(f"\n{name:<8} {config.prompt}⟨{runs[name]}⟩")
+        summary["generation"] = runs
+    if config.output:
+        Path(config.output).write_text(json.dumps(summary, indent=1))
+        print(f"\nwritten to {config.output}")
+    return 0
+
+
+def parse_layer_range(text: str) -> range | None:
+    """'A-B' (inclusive) -> range(A, B + 1); '' -> None."""
+    if not text:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+    if match is None:
+        raise CircuitscopeError(f"--constrain expects FIRST-LAST layers, e.g. 0-11; got {text!r}")
+    first, last = int(match.group(1)), int(match.group(2))
+    if last < first:
+        raise CircuitscopeError(f"--constrain {text!r}: the last layer comes before the first")
+    return range(first, last + 1)
+
+
+def _next_token_summary(result: InterventionResult, tokenizer: Any, top_k: int) -> dict[str, Any]:
+    import torch
+
+    probs = torch.softmax(result.logits[:, -1].float(), dim=-1)
+    rows = {}
+    for b, name in enumerate(("clean", "intervened")):
+        top = probs[b].topk(top_k)
+        rows[name] = [
+            {"token": tokenizer.decode([i]), "id": i, "probability": p}
+            for i, p in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+        ]
+    logits = result.logits[:, -1].float()
+    clean_top = int(probs[0].argmax())
+    return {
+        "top_tokens": rows,
+        "clean_top_token_logit_change": float(logits[1, clean_top] - logits[0, clean_top]),
+    }
+
+
+def changed_features(result: InterventionResult, count: int) -> list[dict[str, Any]]:
+    """The `count` features whose activation moved the most between batch elements 0 and 1."""
+    changes: list[tuple[float, int, int, int, float, float]] = []
+    for layer, acts in result.activations.items():
+        delta = (acts[1] - acts[0]).abs()
+        flat = delta.flatten()
+        k = min(count, int((flat > 1e-6).sum()))
+        if k == 0:
+            continue
+        values, where = flat.topk(k)
+        for value, index in zip(values.tolist(), where.tolist(), strict=True):
+            pos, feature = divmod(index, acts.shape[-1])
+            before, after = float(acts[0, pos, feature]), float(acts[1, pos, feature])
+            changes.append((value, layer, pos, feature, before, after))
+    changes.sort(reverse=True)
+    return [
+        {"layer": l_, "position": p, "feature": f, "before": b, "after": a}
+        for _, l_, p, f, b, a in changes[:count]
+    ]
+
+
+def _print_next_token(summary: dict[str, Any]) -> None:
+    rows = summary["top_tokens"]
+    print(f"\n{'clean':<28} intervened")
+    for clean, new in zip(rows["clean"], rows["intervened"], strict=True):
+        left = f"{clean['token']!r} {clean['probability']:.3f}"
+        print(f"{left:<28} {new['token']!r} {new['probability']:.3f}")
+    print(f"logit change of the clean top token: {summary['clean_top_token_logit_change']:+.3f}")
+    if summary["changed_features"]:
+        print("features that changed most (layer, position, feature: before -> after):")
+        for row in summary["changed_features"]:
+            where = f"L{row['layer']}@{row['position']}/F{row['feature']}"
+            print(f"  {where:<18} {row['before']:8.3f} -> {row['after']:8.3f}")
+
+
+def validate_command(config: ValidateConfig) -> int:
+    """Test a traced graph's predictions by ablating and doubling its top nodes."""
+    from circuitscope.interventions.validation import ValidationSettings, validate_graph
+    from circuitscope.interventions.validation_files import open_context, write_report
+
+    context = open_context(config.graph, config.model, config.transcoder, config.device)
+    settings = ValidationSettings(
+        config.top_n, config.freeze_attention, config.batch_size, config.check_edges
+    )
+    report = validate_graph(context, settings, progress=config.progress)
+    report["prompt"] = context.full.prompt
+    report["graph"] = str(config.graph)
+    folder = write_report(report, config.output or Path(config.graph) / "validation")
+    print_validation(report)
+    print(f"\nwritten to {folder}/ (validation.json, validation.png)")
+    return 0
+
+
+def print_validation(report: dict[str, Any]) -> None:
+    for name, summary in report["experiments"].items():
+        print(
+            f"{name:<20} n={summary['n']:<4} Spearman {summary['spearman']:6.3f}   "
+            f"sign agreement {summary['sign_agreement']:.2f}"
+        )
+        if name.endswith("_replacement"):
+            continue
+        for part in ("features_only", "errors_only"):
+            sub, kind = summary[part], part.replace("_only", "")
+            print(
+                f"  {kind:<7} n={sub['n']:<4} Spearman {sub['spearman']:6.3f}   "
+                f"sign agreement {sub['sign_agreement']:.2f}"
+            )
+        for row in summary["worst"][:3]:
+            print(
+                f"    worst: {row['label']:<22} predicted {row['predicted']:+9.4f}  "
+                f"measured {row['measured']:+9.4f}"
+            )
+    edges = report.get("edges")
+    if edges and edges.get("n"):
+        print(
+            f"{'edges':<20} n={edges['n']:<4} Spearman {edges['spearman']:6.3f}   "
+            f"max |error| {edges['max_abs_error']:.2e} "
+            f"({edges['relative_error']:.1e} of the largest)"
+        )
+
+
+COMMANDS = [
+    Command("intervene", InterveneConfig, intervene_command),
+    Command("validate", ValidateConfig, validate_command),
+]
