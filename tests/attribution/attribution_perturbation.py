@@ -35,7 +35,8 @@ def source_perturbations(
         for slot, out_layer in enumerate(outputs):
             mlp[out_layer] = _at(seq, d, pos, value * decoders[slot], rep.dtype)
     elif kind == ERROR:
-        mlp[layer] = _at(seq, d, pos, rep.errors[layer, pos], rep.dtype)
+        vector = rep.errors[layer, pos] if pos > 0 else torch.zeros(d, dtype=rep.dtype)
+        mlp[layer] = _at(seq, d, pos, vector, rep.dtype)  # BOS: no error node (a constant)
     elif kind == TOKEN:
         embed[pos] = rep.recording.cache[sites.EMBED][0, pos].to(rep.dtype)
     return mlp, embed

@@ -32,7 +32,8 @@ def test_with_error_nodes_it_reproduces_the_logits(arch, kind):
 
 
 def test_without_error_nodes_it_is_the_spliced_transcoder(arch):
-    """Errors removed = each MLP output replaced by the transcoder's own reconstruction."""
+    """Errors removed = each MLP output replaced by the transcoder's own reconstruction
+    (except at BOS, whose MLP outputs are constants of the model)."""
     adapter = ModelAdapter(tiny_model(arch))
     transcoder = tiny_transcoder(adapter, "clt")
     rep = build_replacement(adapter, transcoder, _ids())
@@ -41,6 +42,8 @@ def test_without_error_nodes_it_is_the_spliced_transcoder(arch):
     for acts in activations.values():
         acts[0] = 0.0  # the BOS position carries no features
     spliced = {i: y.unsqueeze(0) for i, y in transcoder.decode(activations, mlp_in).items()}
+    for layer, output in spliced.items():  # BOS keeps its own MLP output (a constant)
+        output[0, 0] = rep.recording.cache[sites.mlp_out(layer)][0, 0]
     with torch.no_grad():
         run = dict(frozen=rep.recording.frozen)
         expected = adapter.run(rep.input_ids, mlp_out=spliced, **run).logits  # type: ignore[arg-type]

@@ -22,13 +22,19 @@ def _sample(indices: torch.Tensor, count: int) -> list[int]:
     return indices[::step][:count].tolist()
 
 
+def _error_nodes(graph) -> torch.Tensor:
+    """Error nodes after BOS (BOS has none: its MLP outputs are constants)."""
+    errors = graph.indices(ERROR)
+    return errors[graph.node_position[errors] > 0]
+
+
 @pytest.mark.parametrize("kind", ["clt", "plt"])
 def test_constrained_intervention_moves_each_target_by_its_edge_weight(
     arch: str, kind: Literal["clt", "plt"]
 ):
     traced = traced_tiny(arch, kind)
     graph = traced.graph
-    sources = _sample(graph.indices(FEATURE), 10) + _sample(graph.indices(ERROR), 4)
+    sources = _sample(graph.indices(FEATURE), 10) + _sample(_error_nodes(graph), 4)
     batches: list[list[Intervention]] = [[]]  # element 0: the clean baseline
     changes = []
     for node in sources:
@@ -104,7 +110,7 @@ def _zero_everything(adapter: ModelAdapter, transcoder, layers: range) -> list[I
 @pytest.mark.parametrize(
     ("kind", "layers"), [("plt", range(1, 3)), ("plt", range(0, 1)), ("clt", range(0, 3))]
 )
-def test_zeroing_features_and_errors_equals_removing_the_mlps(
+def test_zeroing_features_and_errors_equals_removing_the_mlps_after_bos(
     arch: str, kind: Literal["clt", "plt"], layers: range
 ):
     """A CLT's features also write past their layer, so for it the range is every layer."""
@@ -116,18 +122,22 @@ def test_zeroing_features_and_errors_equals_removing_the_mlps(
     items = _zero_everything(adapter, transcoder, layers)
     settings = PatchSettings(freeze_attention=False, keep_activations=False)
     zeroed = intervene(adapter, transcoder, ids, [items], settings).logits
-    # What remains of a layer with every node zeroed is the decoder bias b_dec.
-    biases = {
-        layer: transcoder.layer(layer).b_dec.reshape(1, 1, -1).expand(1, ids.shape[1], -1)
-        for layer in layers
-    }
+    # What remains of a layer with every node zeroed is the decoder bias b_dec, and
+    # BOS's MLP output (a constant of the model: BOS has no nodes).
+    bos = clean_run(adapter, transcoder, ids)
+    biases = {}
+    for layer in layers:
+        bias = transcoder.layer(layer).b_dec.reshape(1, 1, -1).repeat(1, ids.shape[1], 1)
+        bias[0, 0] = bos.mlp_out(layer)[0]
+        biases[layer] = bias
     with torch.no_grad():
         only_bias = adapter.run(ids, mlp_out=biases).logits
         for layer in layers:
             transcoder.layer(layer).b_dec.zero_()
-        removed = adapter.run(
-            ids, mlp_out={layer: torch.zeros_like(biases[layer]) for layer in layers}
-        )
+        removed_outputs = {layer: torch.zeros_like(biases[layer]) for layer in layers}
+        for layer in layers:  # the MLPs removed after BOS
+            removed_outputs[layer][0, 0] = bos.mlp_out(layer)[0]
+        removed = adapter.run(ids, mlp_out=removed_outputs)
     torch.testing.assert_close(zeroed, only_bias, atol=1e-10, rtol=0)
     zeroed_without_bias = intervene(adapter, transcoder, ids, [items], settings).logits
     torch.testing.assert_close(zeroed_without_bias, removed.logits, atol=1e-10, rtol=0)
@@ -142,6 +152,7 @@ def test_batch_elements_are_independent():
     args = (traced.adapter, traced.transcoder, traced.input_ids)
     together = intervene(*args, [[item], [], [zero(0, 2, None)]])
     alone = [intervene(*args, [items]) for items in ([item], [], [zero(0, 2, None)])]
+    assert (together.logits[2] - together.logits[1]).abs().max() > 1e-4
     for b, single in enumerate(alone):
         torch.testing.assert_close(together.logits[b], single.logits[0], atol=1e-10, rtol=0)
 
@@ -156,7 +167,7 @@ def test_replacement_model_small_changes_follow_the_graphs_total_effects(
 
     traced = traced_tiny(arch, kind)
     graph = traced.graph
-    sources = _sample(graph.indices(FEATURE), 8) + _sample(graph.indices(ERROR), 3)
+    sources = _sample(graph.indices(FEATURE), 8) + _sample(_error_nodes(graph), 3)
     epsilon = 1e-4
     batches: list[list[Intervention]] = [[]]
     for node in sources:

@@ -52,6 +52,7 @@ def test_zero_takes_no_value():
         (Intervention(1, 9, 3, "set", 1.0), "no position 9; positions are 0..8"),
         (Intervention(1, -2, 3, "set", 1.0), "no position -2"),
         (Intervention(1, 0, 3, "set", 1.0), "BOS attention sink"),
+        (Intervention(1, 0, None, "set", 1.0), "no features or error nodes"),
     ],
 )
 def test_nodes_that_do_not_exist_are_refused(item: Intervention, message: str):
@@ -59,8 +60,7 @@ def test_nodes_that_do_not_exist_are_refused(item: Intervention, message: str):
         check_interventions([item], n_layers=4, n_features=[16] * 4, seq_len=9)
 
 
-def test_errors_at_bos_and_any_position_in_generation_are_accepted():
-    check_interventions([Intervention(0, 0, None, "set", 0.0)], 4, [16] * 4, seq_len=9)
+def test_any_position_is_accepted_in_generation():
     check_interventions([Intervention(0, 50, 2, "set", 0.0)], 4, [16] * 4, seq_len=None)
 
 

@@ -6,6 +6,10 @@ attention sink) and decodes them into reconstructions ŷ; each MLP output is
 then ŷ plus a constant error node e = m_out − ŷ. With attention and norm scales
 frozen, this model reproduces the original logits exactly, and the map from
 feature outputs, errors and token embeddings to every target is linear.
+
+Position 0 (BOS) is the same for every prompt (attention is causal), so its MLP
+outputs are constants of the model: no features there, and no error nodes
+either (as in circuit-tracer). Removing the error nodes keeps them whole.
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ class LocalReplacement:
             constant = self.reconstruction[layer] - self._recorded_skip(layer)
             if with_errors:
                 constant = constant + self.errors[layer]
+            else:  # position 0 has no error node: its MLP output stays whole
+                constant = constant.clone()
+                constant[0] = constant[0] + self.errors[layer, 0]
             outputs[layer] = constant.unsqueeze(0)
         return outputs
 

@@ -153,7 +153,9 @@ class RowComputer:
         length = grad.shape[1]
         errors = self.replacement.errors[layer, :length]
         start = self.layout.error_columns(layer).start
-        self._rows[:, start : start + length] = (grad * errors).sum(-1)
+        edges = (grad * errors).sum(-1)
+        edges[:, 0] = 0.0  # BOS: the same for every prompt, so its error is a constant, not a node
+        self._rows[:, start : start + length] = edges
         table = self._writers(layer).prefix(length)
         valid = table.columns >= 0
         if bool(valid.any()):

@@ -23,8 +23,8 @@ Two switches say how far an intervention's effect travels:
 
 With every layer constrained and attention and norms frozen, the change of a downstream
 feature's pre-activation is exactly the graph's edge weight times the change
-of the source's activation. Position 0 (the BOS attention sink) carries no
-features, as in the graph.
+of the source's activation. Position 0 (the BOS attention sink) has no
+features or error nodes, as in the graph.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class _Patcher:
         live_needed = bool(feature_ops) or self.settings.mlp == "replacement"
         base = self._base_activations(layer, m_in, need_live=live_needed)
         if base is not None:
-            new = _apply_feature_ops(base, feature_ops, self.seq)
+            new = _apply_feature_ops(base, feature_ops)
             reference = self._clean_activations(layer) if self.held(layer) else base
             self._write_decoded(layer, new - reference)
             if self.settings.keep_activations:
@@ -219,7 +219,7 @@ class _Patcher:
         out = out + self.pending.pop(layer, 0.0)
         if error_ops:
             errors = self._errors(layer, m_in, m_out)
-            out = out + _error_changes(errors, error_ops, self.seq)
+            out = out + _error_changes(errors, error_ops)
         return out
 
     def _clean_activations(self, layer: int) -> Tensor:
@@ -300,19 +300,18 @@ def _reconstruction(
     return total
 
 
-def _positions(item: Intervention, seq: int) -> slice | int:
-    if item.position is None:
-        return slice(1, None) if item.feature is not None else slice(None)
-    return item.position
+def _positions(item: Intervention) -> slice | int:
+    """Where an intervention applies; every position means every one after BOS."""
+    return slice(1, None) if item.position is None else item.position
 
 
-def _apply_feature_ops(base: Tensor, ops: list[tuple[int, Intervention]], seq: int) -> Tensor:
+def _apply_feature_ops(base: Tensor, ops: list[tuple[int, Intervention]]) -> Tensor:
     """base [batch, seq, n_f] with each (batch element, intervention) applied in order."""
     if not ops:
         return base
     new = base.clone()
     for b, item in ops:
-        where = (b, _positions(item, seq), item.feature)
+        where = (b, _positions(item), item.feature)
         old = new[where]
         if item.operation == "set":
             new[where] = torch.full_like(old, item.value)
@@ -323,14 +322,14 @@ def _apply_feature_ops(base: Tensor, ops: list[tuple[int, Intervention]], seq: i
     return new
 
 
-def _error_changes(errors: Tensor, ops: list[tuple[int, Intervention]], seq: int) -> Tensor:
+def _error_changes(errors: Tensor, ops: list[tuple[int, Intervention]]) -> Tensor:
     """What the error interventions add to the MLP output: [batch, seq, d].
 
     An error node's activation is 1, so its new activation is a factor on its vector.
     """
     factor = torch.ones(errors.shape[:2], dtype=errors.dtype, device=errors.device)
     for b, item in ops:
-        where = (b, _positions(item, seq))
+        where = (b, _positions(item))
         if item.operation == "set":
             factor[where] = item.value
         elif item.operation == "scale":

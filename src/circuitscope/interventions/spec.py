@@ -152,7 +152,7 @@ def check_interventions(
     """Raise a clear error for a layer, position or feature that does not exist.
 
     seq_len None accepts any position >= 1 (generation reaches positions beyond
-    the prompt). Position 0 is the BOS attention sink: it carries no features.
+    the prompt). Position 0 is the BOS attention sink: it has no nodes.
     """
     for item in interventions:
         where = item.describe()
@@ -168,7 +168,8 @@ def check_interventions(
         if item.position < 0 or (seq_len is not None and item.position >= seq_len):
             span = "0.." + (str(seq_len - 1) if seq_len is not None else "")
             raise CircuitscopeError(f"{where}: no position {item.position}; positions are {span}")
-        if item.position == 0 and item.feature is not None:
+        if item.position == 0:
             raise CircuitscopeError(
-                f"{where}: position 0 is the BOS attention sink and carries no features"
+                f"{where}: position 0 is the BOS attention sink; it has no features or error "
+                "nodes (its MLP outputs are the same for every prompt)"
             )
