@@ -107,9 +107,11 @@ def _next_token_summary(result: InterventionResult, tokenizer: Any, top_k: int) 
         ]
     logits = result.logits[:, -1].float()
     clean_top = int(probs[0].argmax())
+    log_probs = torch.log_softmax(logits, dim=-1)
     return {
         "top_tokens": rows,
         "clean_top_token_logit_change": float(logits[1, clean_top] - logits[0, clean_top]),
+        "clean_top_token_log_prob_change": float(log_probs[1, clean_top] - log_probs[0, clean_top]),
     }
 
 
@@ -140,7 +142,10 @@ def _print_next_token(summary: dict[str, Any]) -> None:
     for clean, new in zip(rows["clean"], rows["intervened"], strict=True):
         left = f"{clean['token']!r} {clean['probability']:.3f}"
         print(f"{left:<28} {new['token']!r} {new['probability']:.3f}")
-    print(f"logit change of the clean top token: {summary['clean_top_token_logit_change']:+.3f}")
+    print(
+        f"clean top token: logit {summary['clean_top_token_logit_change']:+.3f}, "
+        f"log-probability {summary['clean_top_token_log_prob_change']:+.3f}"
+    )
     if summary["changed_features"]:
         print("features that changed most (layer, position, feature: before -> after):")
         for row in summary["changed_features"]:

@@ -1,0 +1,160 @@
+"""Graph validation on SmolLM2-135M: do graphs' predictions hold on the model?
+
+    .venv/bin/python benchmarks/validation.py [--transcoder out/smollm2-clt/transcoder]
+        [--prompts benchmarks/validation_prompts.json] [--top-n 30] [--max-feature-nodes N]
+        [--threads N] [--machine NAME]
+
+For each prompt of the suite: trace its graph with the given transcoder (a
+trained CLT by default), then ablate and double the pruned graph's `top-n` most
+influential feature and error nodes on the original model and compare with the
+graph's predicted effect on the target logits (`circuitscope validate`). Prints
+a table of Spearman figures per prompt and writes
+benchmarks/results/validation-<date>-<machine>.md/.json; each prompt's graph and
+report go to out/validation/<slug>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuitscope.attribution.trace import trace, write_trace
+from circuitscope.attribution.trace_config import TraceConfig
+from circuitscope.interventions.validation import (
+    ValidationContext,
+    ValidationSettings,
+    logit_directions,
+    validate_graph,
+)
+from circuitscope.interventions.validation_files import write_report
+from circuitscope.models.loading import load_model
+from circuitscope.transcoders.transcoder import Transcoder
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+COLUMNS = ["ablation", "doubling", "ablation_replacement", "doubling_replacement"]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transcoder", default=str(ROOT / "out/smollm2-clt/transcoder"))
+    parser.add_argument("--prompts", default=str(HERE / "validation_prompts.json"))
+    parser.add_argument("--top-n", type=int, default=30)
+    parser.add_argument("--max-feature-nodes", type=int, default=None)
+    parser.add_argument("--out", default=str(ROOT / "out/validation"))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--machine", default="", help="name for the results file")
+    parser.add_argument("--only", nargs="*", default=[], help="run just these slugs")
+    return parser.parse_args()
+
+
+def run_prompt(loaded: Any, transcoder: Transcoder, item: dict[str, Any], args) -> dict[str, Any]:
+    slug = item["slug"]
+    config = TraceConfig(
+        model="smollm2-135m",
+        transcoder=args.transcoder,
+        prompt=item["prompt"],
+        output=str(Path(args.out) / slug),
+        max_feature_nodes=args.max_feature_nodes,
+        slug=slug,
+        progress=False,
+    )
+    start = time.perf_counter()
+    result = trace(loaded, transcoder, config)
+    write_trace(result, config)
+    traced = time.perf_counter() - start
+    directions = logit_directions(loaded.adapter, loaded.tokenizer, result.graph)
+    context = ValidationContext(loaded.adapter, transcoder, result.graph, result.pruned, directions)
+    report = validate_graph(context, ValidationSettings(top_n=args.top_n))
+    report.update(prompt=item["prompt"], graph=config.output)
+    write_report(report, Path(config.output) / "validation")
+    return {
+        **item,
+        "top_logit": result.graph.logit_labels[0],
+        "top1_is_expected": result.graph.logit_labels[0].startswith(repr(item["expected"])),
+        "n_tokens": len(result.graph.input_ids),
+        "active_features": result.n_active,
+        "replacement_score": result.scores.replacement,
+        "completeness_score": result.scores.completeness,
+        **{name: report["experiments"][name]["spearman"] for name in COLUMNS},
+        "ablation_features": report["experiments"]["ablation"]["features_only"]["spearman"],
+        "sign_agreement": report["experiments"]["ablation"]["sign_agreement"],
+        "edge_relative_error": report.get("edges", {}).get("relative_error"),
+        "trace_s": round(traced, 1),
+        "validate_s": round(time.perf_counter() - start - traced, 1),
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| category | prompt | top logit | repl. | compl. | ablation ρ | features ρ "
+        "| doubling ρ | ablation ρ (repl.) | doubling ρ (repl.) | signs | edge err |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        lines.append(
+            f"| {r['category']} | {r['prompt']!r} | {r['top_logit']} "
+            f"| {r['replacement_score']:.2f} | {r['completeness_score']:.2f} "
+            f"| {_f(r['ablation'])} | {_f(r['ablation_features'])} | {_f(r['doubling'])} "
+            f"| {_f(r['ablation_replacement'])} | {_f(r['doubling_replacement'])} "
+            f"| {r['sign_agreement']:.2f} | {_e(r['edge_relative_error'])} |"
+        )
+    means = {c: statistics.mean(r[c] for r in rows) for c in [*COLUMNS, "ablation_features"]}
+    lines.append(
+        f"| **mean** | {len(rows)} prompts | | | | **{means['ablation']:.2f}** "
+        f"| {means['ablation_features']:.2f} | {means['doubling']:.2f} "
+        f"| {means['ablation_replacement']:.2f} | {means['doubling_replacement']:.2f} | | |"
+    )
+    return "\n".join(lines)
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.2f}"
+
+
+def _e(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0e}"
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    suite = json.loads(Path(args.prompts).read_text())
+    if args.only:
+        suite = [item for item in suite if item["slug"] in args.only]
+    loaded = load_model("smollm2-135m")
+    transcoder = Transcoder.load(args.transcoder)
+    rows = []
+    for item in suite:
+        rows.append(run_prompt(loaded, transcoder, item, args))
+        print(f"{item['slug']}: ablation ρ {rows[-1]['ablation']:.3f}", flush=True)
+    text = table(rows)
+    print(text)
+    date = datetime.date.today().isoformat()
+    machine = args.machine or f"{platform.machine()}-{torch.get_num_threads()}threads"
+    stem = HERE / "results" / f"validation-{date}-{machine}"
+    meta = {
+        "date": date,
+        "machine": machine,
+        "transcoder": args.transcoder,
+        "top_n": args.top_n,
+        "max_feature_nodes": args.max_feature_nodes,
+        "torch": torch.__version__,
+    }
+    stem.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    header = f"# Graph validation, SmolLM2-135M\n\n{json.dumps(meta)}\n\n"
+    stem.with_suffix(".md").write_text(header + text + "\n")
+    print(f"written {stem}.md/.json")
+
+
+if __name__ == "__main__":
+    main()
