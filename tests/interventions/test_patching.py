@@ -183,3 +183,22 @@ def test_replacement_model_small_changes_follow_the_graphs_total_effects(
     indirect = predicted - graph.adjacency[graph.indices(LOGIT)][:, sources]
     assert indirect.abs().max() > 1e-3, "vacuous: no paths through features"
     torch.testing.assert_close(measured, predicted, atol=1e-6, rtol=1e-5)
+
+
+def test_result_lists_top_tokens_and_the_features_that_changed():
+    traced = traced_tiny("llama", "clt")
+    node = int(traced.graph.indices(FEATURE)[0])
+    layer, pos = int(traced.graph.node_layer[node]), int(traced.graph.node_position[node])
+    feature = int(traced.graph.node_feature[node])
+    batches = [[], [Intervention(layer, pos, feature, "set", 9.0)]]
+    args = (traced.adapter, traced.transcoder, traced.input_ids, batches)
+    result = intervene(*args, PatchSettings(freeze_attention=False))
+    assert result.changed_features(0) == []  # the clean run changed nothing
+    changes = result.changed_features(1, count=5)
+    assert (changes[0].layer, changes[0].position, changes[0].feature) == (layer, pos, feature)
+    assert changes[0].after == 9.0 and changes[0].before == pytest.approx(
+        float(traced.graph.node_value[node])
+    )
+    assert len(changes) > 1 and all(c.position >= pos for c in changes)  # causal
+    top = result.top_tokens(1, k=3)
+    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,9 @@ def intervene_command(config: InterveneConfig) -> int:
     )
     result = intervene(loaded.adapter, transcoder, ids, [[], prompt_items], settings)
     summary = _next_token_summary(result, loaded.tokenizer, config.top_k)
-    summary["changed_features"] = changed_features(result, config.top_features)
+    summary["changed_features"] = [
+        asdict(change) for change in result.changed_features(1, config.top_features)
+    ]
     _print_next_token(summary)
     if generation:
         eos = getattr(loaded.tokenizer, "eos_token_id", None)
@@ -113,27 +116,6 @@ def _next_token_summary(result: InterventionResult, tokenizer: Any, top_k: int) 
         "clean_top_token_logit_change": float(logits[1, clean_top] - logits[0, clean_top]),
         "clean_top_token_log_prob_change": float(log_probs[1, clean_top] - log_probs[0, clean_top]),
     }
-
-
-def changed_features(result: InterventionResult, count: int) -> list[dict[str, Any]]:
-    """The `count` features whose activation moved the most between batch elements 0 and 1."""
-    changes: list[tuple[float, int, int, int, float, float]] = []
-    for layer, acts in result.activations.items():
-        delta = (acts[1] - acts[0]).abs()
-        flat = delta.flatten()
-        k = min(count, int((flat > 1e-6).sum()))
-        if k == 0:
-            continue
-        values, where = flat.topk(k)
-        for value, index in zip(values.tolist(), where.tolist(), strict=True):
-            pos, feature = divmod(index, acts.shape[-1])
-            before, after = float(acts[0, pos, feature]), float(acts[1, pos, feature])
-            changes.append((value, layer, pos, feature, before, after))
-    changes.sort(reverse=True)
-    return [
-        {"layer": l_, "position": p, "feature": f, "before": b, "after": a}
-        for _, l_, p, f, b, a in changes[:count]
-    ]
 
 
 def _print_next_token(summary: dict[str, Any]) -> None:

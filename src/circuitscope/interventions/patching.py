@@ -95,6 +95,43 @@ class InterventionResult:
     pre_activations: dict[int, Tensor] = field(default_factory=dict)
     """Per layer [batch, seq, n_features]: W_enc·m_in + b_enc of the live MLP input."""
 
+    def top_tokens(
+        self, batch: int = 0, k: int = 10, position: int = -1
+    ) -> list[tuple[int, float]]:
+        """The k most likely next tokens at `position` of run `batch`: (token id, probability)."""
+        probs = torch.softmax(self.logits[batch, position].float(), dim=-1)
+        top = probs.topk(k)
+        return list(zip(top.indices.tolist(), top.values.tolist(), strict=True))
+
+    def changed_features(
+        self, batch: int = 0, count: int = 20, tolerance: float = 1e-6
+    ) -> list[FeatureChange]:
+        """The `count` features of run `batch` whose activation moved most from the clean run."""
+        if self.clean is None or not self.activations:
+            raise CircuitscopeError("changed features need keep_activations=True")
+        changes: list[FeatureChange] = []
+        for layer, acts in self.activations.items():
+            before = self.clean.activations[layer].to(acts.dtype)
+            delta = (acts[batch] - before).abs().flatten()
+            k = min(count, int((delta > tolerance).sum()))
+            for index in delta.topk(k).indices.tolist() if k else []:
+                pos, feature = divmod(index, acts.shape[-1])
+                old, new = float(before[pos, feature]), float(acts[batch, pos, feature])
+                changes.append(FeatureChange(layer, pos, feature, old, new))
+        changes.sort(key=lambda change: abs(change.after - change.before), reverse=True)
+        return changes[:count]
+
+
+@dataclass(frozen=True)
+class FeatureChange:
+    layer: int
+    position: int
+    feature: int
+    before: float
+    """The activation in the clean run."""
+    after: float
+    """The activation in the intervened run."""
+
 
 def clean_run(adapter: ModelAdapter, transcoder: Transcoder, input_ids: Tensor) -> CleanRun:
     """Record the prompt once and encode every layer. input_ids: [1, seq]."""
