@@ -54,11 +54,23 @@ def test_nan_weights(saved: Path) -> None:
     tensors["W_dec"][3, 0, 2] = float("nan")
     st.write_tensors(path, tensors)
     lazy = Transcoder.load(saved)  # headers are fine
+    lazy.encode(1, torch.zeros(8))  # encoding reads the encoder alone
     with pytest.raises(CircuitscopeError) as error:
-        lazy.encode(1, torch.zeros(8))
+        lazy.active_decoders(1, torch.tensor([1, 3]))  # the row with the NaN
     assert str(path) in _one_line(error) and "W_dec of layer 1 contains NaN" in str(error.value)
+    with pytest.raises(CircuitscopeError, match="W_dec of layer 1 contains NaN"):
+        lazy.layer(1)
     with pytest.raises(CircuitscopeError, match="contains NaN"):
         Transcoder.load(saved, lazy=False)
+
+
+def test_nan_encoder_is_found_when_encoding(saved: Path) -> None:
+    path = saved / "layer_2.safetensors"
+    tensors = st.read_tensors(path)
+    tensors["W_enc"][0, 1] = float("nan")
+    st.write_tensors(path, tensors)
+    with pytest.raises(CircuitscopeError, match="W_enc of layer 2 contains NaN"):
+        Transcoder.load(saved).encode(2, torch.zeros(8))
 
 
 def test_wrong_dtype(saved: Path) -> None:

@@ -133,7 +133,7 @@ def _next_features(
 def _feature_injection(rep: LocalReplacement, layout: ColumnLayout, column: int) -> Injection:
     feature = int(layout.candidates[column])
     layer = int(rep.features.layer[feature])
-    encoder = rep.transcoder.layer(layer).W_enc[:, int(rep.features.index[feature])]
+    encoder = rep.transcoder.encoder(layer).W_enc[:, int(rep.features.index[feature])]
     return Injection(sites.mlp_in(layer), int(rep.features.position[feature]), encoder.detach())
 
 

@@ -14,10 +14,13 @@ from torch import Tensor
 
 
 def normalize_rows(adjacency: Tensor) -> Tensor:
-    """|A| with every row scaled to sum 1 (all-zero rows stay zero). [n, m] -> [n, m]."""
+    """|A| with every row scaled to sum 1 (all-zero rows stay zero). [n, m] -> [n, m].
+
+    One new [n, m] tensor; the scaling is done in place on it."""
     magnitude = adjacency.abs()
     sums = magnitude.sum(dim=1, keepdim=True)
-    return magnitude / sums.clamp(min=1e-30) * (sums > 0)
+    scale = torch.where(sums > 0, 1.0 / sums.clamp(min=1e-30), 0.0)
+    return magnitude.mul_(scale)
 
 
 def influence(normalized: Tensor, weights: Tensor, max_steps: int | None = None) -> Tensor:
@@ -76,15 +79,26 @@ def partial_influence(
     return total
 
 
-def edge_influence(normalized: Tensor, weights: Tensor) -> Tensor:
-    """Each edge's share of influence: Ā[t, s] · (influence(t) + w(t)). [n, n]."""
+def edge_influence(normalized: Tensor, weights: Tensor, in_place: bool = False) -> Tensor:
+    """Each edge's share of influence: Ā[t, s] · (influence(t) + w(t)). [n, n].
+
+    in_place: scale `normalized` itself (no second n × n tensor)."""
     node = influence(normalized, weights) + weights
+    if in_place:
+        return normalized.mul_(node[:, None])
     return normalized * node[:, None]
 
 
 def cumulative_threshold(scores: Tensor, fraction: float) -> Tensor:
-    """The smallest score among the top scores that make up `fraction` of their sum."""
-    ordered = torch.sort(scores.flatten(), descending=True).values
+    """The smallest score among the top scores that make up `fraction` of their sum.
+
+    Scores are non-negative; only the positive ones are sorted (an n × n edge score
+    matrix is mostly zeros)."""
+    flat = scores.flatten()
+    positive = flat[flat > 0]
+    if len(positive) == 0:
+        return flat.max() if len(flat) else torch.tensor(0.0)
+    ordered = torch.sort(positive, descending=True).values
     total = ordered.sum()
     if total <= 0:
         return ordered[0] if len(ordered) else torch.tensor(0.0)

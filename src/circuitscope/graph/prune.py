@@ -49,9 +49,13 @@ def prune_masks(
     node_influence = influence(normalize_rows(adjacency), logit_weights)
     always = (node_kind == TOKEN) | (node_kind == LOGIT)
     node_mask = (node_influence >= cumulative_threshold(node_influence, node_threshold)) | always
-    pruned = adjacency * node_mask[:, None] * node_mask[None, :]
-    scores = edge_influence(normalize_rows(pruned), logit_weights)
-    edge_mask = (scores >= cumulative_threshold(scores, edge_threshold)) & (pruned != 0)
+    # The graph restricted to the kept nodes, normalised, then scaled into edge scores,
+    # all in one n × n tensor (memory: one copy of the adjacency, not several).
+    scores = normalize_rows(adjacency * node_mask[:, None] * node_mask[None, :])
+    scores = edge_influence(scores, logit_weights, in_place=True)
+    edge_mask = scores >= cumulative_threshold(scores, edge_threshold)
+    del scores
+    edge_mask &= (adjacency != 0) & node_mask[:, None] & node_mask[None, :]
     node_mask = _drop_dangling(node_mask, edge_mask, node_kind)
     edge_mask &= node_mask[:, None] & node_mask[None, :]
     return PruneResult(node_mask, edge_mask, node_influence)
@@ -77,10 +81,10 @@ def prune_graph(graph: Graph, node_threshold: float = 0.8, edge_threshold: float
     result = prune_masks(
         graph.adjacency, graph.node_kind, graph.logit_weights(), node_threshold, edge_threshold
     )
-    kept_edges = graph.adjacency * result.edge_mask
-    full = Graph(**{**graph.__dict__, "adjacency": kept_edges})
-    full.node_influence = result.node_influence
-    pruned = full.subgraph(result.node_mask)
+    graph_with_influence = Graph(**{**graph.__dict__, "node_influence": result.node_influence})
+    pruned = graph_with_influence.subgraph(result.node_mask)
+    kept = torch.nonzero(result.node_mask).flatten()
+    pruned.adjacency = pruned.adjacency * result.edge_mask[kept][:, kept]
     pruned.metadata["pruning"] = {
         "node_threshold": node_threshold,
         "edge_threshold": edge_threshold,

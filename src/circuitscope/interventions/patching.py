@@ -272,7 +272,7 @@ class _Patcher:
             if keep:
                 self.kept_pre_activations[layer] = pre
             if not constrained:
-                live = self.transcoder.layer(layer).activation(pre).to(self.dtype)
+                live = self.transcoder.encoder(layer).activation(pre).to(self.dtype)
                 live[:, 0] = 0.0
                 return live
         if constrained or need_live:

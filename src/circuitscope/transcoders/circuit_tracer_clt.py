@@ -79,17 +79,26 @@ class CircuitTracerCltSource(LayerSource):
                 st.header(path)
 
     def read_layer(self, layer: int) -> dict[str, Tensor]:
-        i = layer
+        tensors = self._read_encoder_file(layer)
+        dec = st.read_tensors(dec_file(self.location, layer), [f"W_dec_{layer}"])
+        tensors[W_DEC] = dec[f"W_dec_{layer}"]
+        return tensors
+
+    def read_named(self, layer: int, names: list[str]) -> dict[str, Tensor]:
+        if W_DEC in names:
+            return super().read_named(layer, names)
+        tensors = self._read_encoder_file(layer)  # no decoder: its file is not opened
+        return {name: tensors[name] for name in names if name in tensors}
+
+    def _read_encoder_file(self, i: int) -> dict[str, Tensor]:
         enc_names = [f"W_enc_{i}", f"b_enc_{i}", f"b_dec_{i}"]
         if self.config.activation == "jumprelu":
             enc_names.append(f"threshold_{i}")
         enc = st.read_tensors(enc_file(self.location, i), enc_names)
-        dec = st.read_tensors(dec_file(self.location, i), [f"W_dec_{i}"])
         tensors = {
             W_ENC: enc[f"W_enc_{i}"].T.contiguous(),
             B_ENC: enc[f"b_enc_{i}"],
             B_DEC: enc[f"b_dec_{i}"],
-            W_DEC: dec[f"W_dec_{i}"],
         }
         if self.config.activation == "jumprelu":
             tensors[THRESHOLD] = enc[f"threshold_{i}"].reshape(-1)

@@ -85,6 +85,10 @@ class NativeSource(LayerSource):
         names = list(expected_shapes(self.config, layer))
         return st.read_tensors(layer_file(self.location, layer), names)
 
+    def read_named(self, layer: int, names: list[str]) -> dict[str, Tensor]:
+        present = [name for name in names if name in expected_shapes(self.config, layer)]
+        return st.read_tensors(layer_file(self.location, layer), present)
+
     def read_rows(self, layer: int, name: str, rows: Tensor) -> Tensor:
         return st.read_rows(layer_file(self.location, layer), name, rows)
 

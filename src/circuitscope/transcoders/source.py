@@ -29,6 +29,12 @@ class LayerSource(ABC):
     def read_layer(self, layer: int) -> dict[str, Tensor]:
         """Every tensor of layer `layer`, native names and shapes (not yet checked)."""
 
+    def read_named(self, layer: int, names: list[str]) -> dict[str, Tensor]:
+        """Just the tensors `names` of layer `layer` (those it has); formats that can read
+        less than the whole layer override this."""
+        tensors = self.read_layer(layer)
+        return {name: tensors[name] for name in names if name in tensors}
+
     def read_rows(self, layer: int, name: str, rows: Tensor) -> Tensor:
         """Rows `rows` (sorted, unique) of tensor `name`; formats that can read less override."""
         return self.read_layer(layer)[name][rows]

@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from circuitscope.errors import CircuitscopeError
 from circuitscope.transcoders.config import TranscoderConfig
-from circuitscope.transcoders.layer import B_DEC, W_DEC, TranscoderLayer
+from circuitscope.transcoders.encoder import EncoderLayer
+from circuitscope.transcoders.layer import B_DEC, ENCODER_NAMES, W_DEC, TranscoderLayer
 from circuitscope.transcoders.source import LayerSource
 from circuitscope.transcoders.validation import check_layer_tensors
 
@@ -33,6 +35,8 @@ class Transcoder(nn.Module):
         self.config = config
         self.source = source
         self.blocks = nn.ModuleDict()
+        self.encoders = nn.ModuleDict()
+        """Encoders read alone (lazy transcoders), dropped when their whole layer loads."""
         self.home = torch.device("cpu")
         if source is None:
             for layer in range(config.n_layers):
@@ -81,6 +85,8 @@ class Transcoder(nn.Module):
             tensors = self.read_layer_tensors(layer)
             block = TranscoderLayer.from_tensors(self.config, layer, tensors)
             self.blocks[key] = block.to(self.home)
+            if key in self.encoders:
+                del self.encoders[key]
         block = self.blocks[key]
         assert isinstance(block, TranscoderLayer)
         return block
@@ -102,6 +108,9 @@ class Transcoder(nn.Module):
         for layer in self.loaded_layers() if layers is None else layers:
             if str(layer) in self.blocks:
                 del self.blocks[str(layer)]
+        for key in list(self.encoders) if layers is None else [str(x) for x in layers]:
+            if key in self.encoders:
+                del self.encoders[key]
 
     def loaded_layers(self) -> list[int]:
         return sorted(int(key) for key in self.blocks)
@@ -112,13 +121,28 @@ class Transcoder(nn.Module):
         return layer
 
     # --- encoding ----------------------------------------------------------------------
+    def encoder(self, layer: int) -> TranscoderLayer | EncoderLayer:
+        """What encodes layer `layer`: the loaded layer, or (lazily) its encoder alone,
+        read without the decoders."""
+        key = str(self._checked_layer(layer))
+        if key in self.blocks or self.source is None:
+            return self.layer(layer)
+        if key not in self.encoders:
+            tensors = self.source.read_named(layer, list(ENCODER_NAMES))
+            files = self.source.layer_files(layer)
+            check_layer_tensors(self.config, layer, tensors, files, only=ENCODER_NAMES)
+            self.encoders[key] = EncoderLayer(self.config, layer, tensors).to(self.home)
+        encoder = self.encoders[key]
+        assert isinstance(encoder, EncoderLayer)
+        return encoder
+
     def pre_activations(self, layer: int, mlp_in: Tensor) -> Tensor:
         """mlp_in @ W_enc + b_enc. mlp_in: [..., d_model] -> [..., n_features[layer]]."""
-        return self.layer(layer).pre_activations(mlp_in)
+        return self.encoder(layer).pre_activations(mlp_in)
 
     def encode(self, layer: int, mlp_in: Tensor) -> Tensor:
         """Feature activations. mlp_in: [..., d_model] -> [..., n_features[layer]]."""
-        return self.layer(layer).encode(mlp_in)
+        return self.encoder(layer).encode(mlp_in)
 
     # --- decoding ----------------------------------------------------------------------
     def decode_from(self, layer: int, activations: Tensor) -> Tensor:
@@ -197,6 +221,11 @@ class Transcoder(nn.Module):
         if str(layer) in self.blocks or self.source is None:
             return self.layer(layer).decoders()[features.to(self.home)]
         rows = self.source.read_rows(layer, W_DEC, features.cpu())
+        if not bool(torch.isfinite(rows).all()):
+            where = self.source.layer_files(layer).get(W_DEC, self.source.location)
+            raise CircuitscopeError(
+                f"{where}: W_dec of layer {layer} contains NaN or infinite values"
+            )
         return rows.reshape(len(features), self.config.n_outputs(layer), -1).to(self.home)
 
     def decoder_bias(self, layer: int) -> Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,12 +24,16 @@ def check_layer_header(
     layer: int,
     found: Mapping[str, tuple[tuple[int, ...], str]],
     files: Mapping[str, Path],
+    only: Collection[str] | None = None,
 ) -> None:
     """Names, shapes and dtypes of layer `layer` (from file headers) against `config`.
 
-    found: name -> (shape, dtype name); files: name -> the file it came from.
+    found: name -> (shape, dtype name); files: name -> the file it came from;
+    only: check just these names (e.g. the encoder's, read without the decoder).
     """
     expected = expected_shapes(config, layer)
+    if only is not None:
+        expected = {name: shape for name, shape in expected.items() if name in only}
     where = _where(files, next(iter(expected)))
     missing = [name for name in expected if name not in found]
     if missing:
@@ -48,13 +52,17 @@ def check_layer_header(
 
 
 def check_layer_tensors(
-    config: TranscoderConfig, layer: int, tensors: Mapping[str, Tensor], files: Mapping[str, Path]
+    config: TranscoderConfig,
+    layer: int,
+    tensors: Mapping[str, Tensor],
+    files: Mapping[str, Path],
+    only: Collection[str] | None = None,
 ) -> None:
-    """Shapes, dtypes and finiteness of a layer's tensors."""
+    """Shapes, dtypes and finiteness of a layer's tensors (of just `only`, when given)."""
     found = {
         name: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in tensors.items()
     }
-    check_layer_header(config, layer, found, files)
+    check_layer_header(config, layer, found, files, only)
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = "NaN" if bool(torch.isnan(tensor).any()) else "infinite values"
