@@ -136,3 +136,19 @@ def test_sparse_decode_of_lazy_layers_reads_only_active_rows(
     assert reads.bytes_read < full_decoders / 10
     for layer in range(3):
         assert torch.allclose(sparse[layer], dense[layer], atol=1e-6)
+
+
+def test_lazy_encode_reads_the_encoder_alone(tmp_path: Path, reads: ReadRecorder) -> None:
+    make_transcoder("clt").save(tmp_path)
+    whole = Transcoder.load(tmp_path, lazy=False)
+    transcoder = Transcoder.load(tmp_path)
+    reads.reset()
+    x = random_inputs()[0]
+    assert torch.equal(transcoder.encode(0, x), whole.encode(0, x))
+    assert torch.equal(transcoder.pre_activations(0, x), whole.pre_activations(0, x))
+    encoder_bytes = (8 * 16 + 16 + 16) * 4  # W_enc [d, n], b_enc [n], threshold [n], fp32
+    assert reads.bytes_read == encoder_bytes and transcoder.loaded_layers() == []
+    rows = torch.tensor([2, 5])
+    assert torch.equal(transcoder.active_decoders(0, rows), whole.layer(0).decoders()[rows])
+    transcoder.layer(0)  # the whole layer replaces the encoder read alone
+    assert transcoder.loaded_layers() == [0] and len(transcoder.encoders) == 0
