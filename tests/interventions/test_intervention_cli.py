@@ -58,6 +58,7 @@ def test_intervene_generates_clean_and_steered_text(folders, capsys):
         (["--scale", "1:x:5=2"], "is not a node"),
         ([], "no interventions"),
         (["--zero", "1:2:3", "--constrain", "3-1"], "comes before the first"),
+        (["--zero", "1:2:3", "--constrain", "0-9"], "not within the model's layers 0-2"),
         (["--zero", "1:2:3", "--generate", "2", "--freeze-attention"], "runs free"),
     ],
 )

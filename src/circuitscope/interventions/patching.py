@@ -164,6 +164,12 @@ def intervene(
     if not batches:
         raise CircuitscopeError("no intervention sets given")
     seq = int(input_ids.shape[1])
+    layers = settings.constrained_layers
+    if layers is not None and (len(layers) == 0 or layers[0] < 0 or layers[-1] >= adapter.n_layers):
+        raise CircuitscopeError(
+            f"constrained layers {layers.start}-{layers.stop - 1} are not within the model's "
+            f"layers 0-{adapter.n_layers - 1}"
+        )
     for items in batches:
         check_interventions(items, adapter.n_layers, transcoder.config.n_features, seq)
     if clean is None and _needs_clean(settings):
