@@ -10,27 +10,13 @@ import pytest
 import torch
 from attribution_perturbation import measured_columns, source_columns, target_rows
 
-from circuitscope.attribution.attribute import AttributionLimits, attribute
-from circuitscope.attribution.replacement import build_replacement
-from circuitscope.attribution.targets import top_logit_targets
 from circuitscope.graph.graph import ERROR, FEATURE, TOKEN
-from circuitscope.models.adapter import ModelAdapter
-from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
-from circuitscope.testing.tiny_transcoders import tiny_transcoder
-
-PROMPT = "The capital of France is"
+from circuitscope.testing.tiny_graphs import traced_tiny
 
 
 def _graph_and_replacement(arch: str, kind: Literal["clt", "plt"], skip: bool = False):
-    adapter = ModelAdapter(tiny_model(arch, dtype=torch.float64))
-    transcoder = tiny_transcoder(adapter, kind, dtype="float64", skip_connection=skip)
-    tokenizer = tiny_tokenizer()
-    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(PROMPT).input_ids]])
-    rep = build_replacement(adapter, transcoder, ids)
-    targets = top_logit_targets(adapter, tokenizer, rep.recording.logits[0, -1], max_n_logits=4)
-    graph = attribute(rep, targets, AttributionLimits(batch_size=16), progress=False).graph
-    directions = torch.stack([t.vector for t in targets])
-    return rep, graph, directions
+    traced = traced_tiny(arch, kind, skip=skip, n_logits=4)
+    return traced.replacement, traced.graph, traced.directions()
 
 
 @pytest.mark.parametrize("kind", ["clt", "plt"])

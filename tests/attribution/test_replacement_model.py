@@ -7,7 +7,7 @@ from circuitscope.attribution.attribute import AttributionLimits, attribute
 from circuitscope.attribution.replacement import build_replacement
 from circuitscope.attribution.targets import top_logit_targets
 from circuitscope.errors import CircuitscopeError
-from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, Graph
+from circuitscope.graph.graph import ERROR, FEATURE, LOGIT
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
@@ -87,8 +87,8 @@ def test_budget_keeps_exact_rows_of_the_most_influential_features():
     assert budget.n_features == 24 and run.rows_computed == 24 + len(targets)
     assert full.n_features == len(rep.features) > 100
     # Every edge among kept nodes is the full graph's edge.
-    full_index = {_node_key(full, i): i for i in range(full.n_nodes)}
-    mapping = torch.tensor([full_index[_node_key(budget, i)] for i in range(budget.n_nodes)])
+    full_index = full.node_index()
+    mapping = torch.tensor([full_index[budget.node_key(i)] for i in range(budget.n_nodes)])
     torch.testing.assert_close(budget.adjacency, full.adjacency[mapping][:, mapping])
     # The kept features are among the most influential ones of the full graph.
     from circuitscope.graph.influence import influence, normalize_rows
@@ -104,12 +104,3 @@ def test_a_transcoder_for_another_model_is_refused():
     other = tiny_transcoder(ModelAdapter(tiny_model("gemma2")), "clt")
     with pytest.raises(CircuitscopeError, match="does not fit"):
         build_replacement(adapter, other, _ids())
-
-
-def _node_key(graph: Graph, index: int) -> tuple[int, int, int, int]:
-    return (
-        int(graph.node_kind[index]),
-        int(graph.node_layer[index]),
-        int(graph.node_position[index]),
-        int(graph.node_feature[index]),
-    )

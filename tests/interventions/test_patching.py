@@ -7,12 +7,12 @@ from typing import Literal
 
 import pytest
 import torch
-from intervention_graphs import traced_tiny
 
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT
 from circuitscope.interventions.patching import PatchSettings, clean_run, intervene
 from circuitscope.interventions.spec import Intervention, zero
 from circuitscope.models.adapter import ModelAdapter
+from circuitscope.testing.tiny_graphs import traced_tiny
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
 from circuitscope.testing.tiny_transcoders import tiny_transcoder
 
@@ -32,7 +32,7 @@ def _error_nodes(graph) -> torch.Tensor:
 def test_constrained_intervention_moves_each_target_by_its_edge_weight(
     arch: str, kind: Literal["clt", "plt"]
 ):
-    traced = traced_tiny(arch, kind)
+    traced = traced_tiny(arch, kind, n_logits=3)
     graph = traced.graph
     sources = _sample(graph.indices(FEATURE), 10) + _sample(_error_nodes(graph), 4)
     batches: list[list[Intervention]] = [[]]  # element 0: the clean baseline
@@ -56,7 +56,7 @@ def test_constrained_intervention_moves_each_target_by_its_edge_weight(
         layer, pos = int(graph.node_layer[row]), int(graph.node_position[row])
         pre = result.pre_activations[layer][:, pos, int(graph.node_feature[row])]
         measured_rows.append(pre[1:] - pre[0])
-    directions = torch.stack([t.vector for t in traced.targets]).to(torch.float64)
+    directions = traced.directions()
     logit_values = result.final_normed[:, -1] @ directions.T  # [batch, n_logits]
     measured = torch.cat([torch.stack(measured_rows), (logit_values[1:] - logit_values[0]).T])
 
@@ -165,7 +165,7 @@ def test_replacement_model_small_changes_follow_the_graphs_total_effects(
     change of a node moves the logits by the graph's total effect through every path."""
     from circuitscope.graph.effects import total_effects_on_logits
 
-    traced = traced_tiny(arch, kind)
+    traced = traced_tiny(arch, kind, n_logits=3)
     graph = traced.graph
     sources = _sample(graph.indices(FEATURE), 8) + _sample(_error_nodes(graph), 3)
     epsilon = 1e-4
@@ -176,7 +176,7 @@ def test_replacement_model_small_changes_follow_the_graphs_total_effects(
         batches.append([Intervention(layer, pos, feature, "scale", 1 + epsilon)])
     settings = PatchSettings(freeze_norms=True, mlp="replacement", keep_activations=False)
     result = intervene(traced.adapter, traced.transcoder, traced.input_ids, batches, settings)
-    directions = torch.stack([t.vector for t in traced.targets]).to(torch.float64)
+    directions = traced.directions()
     values = result.final_normed[:, -1] @ directions.T
     measured = (values[1:] - values[0]).T / epsilon  # [n_logits, k]
     predicted = total_effects_on_logits(graph, torch.tensor(sources))

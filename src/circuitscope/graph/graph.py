@@ -85,6 +85,19 @@ class Graph:
     def n_edges(self) -> int:
         return int(torch.count_nonzero(self.adjacency))
 
+    def node_key(self, index: int) -> tuple[int, int, int, int]:
+        """(kind, layer, position, feature): what a node is, the same in any graph of the prompt."""
+        return (
+            int(self.node_kind[index]),
+            int(self.node_layer[index]),
+            int(self.node_position[index]),
+            int(self.node_feature[index]),
+        )
+
+    def node_index(self) -> dict[tuple[int, int, int, int], int]:
+        """node_key -> index, to find a node of another graph of the prompt in this one."""
+        return {self.node_key(i): i for i in range(self.n_nodes)}
+
     def node_label(self, index: int) -> str:
         """A short human-readable name of node `index`."""
         kind = int(self.node_kind[index])

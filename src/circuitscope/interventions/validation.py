@@ -84,21 +84,8 @@ def top_nodes(full: Graph, pruned: Graph, top_n: int) -> list[int]:
     testable = (pruned.node_kind == FEATURE) | (pruned.node_kind == ERROR)
     candidates = torch.nonzero(testable).flatten()
     order = torch.argsort(pruned.node_influence[candidates], descending=True)
-    lookup = _node_lookup(full)
-    return [lookup[_node_key(pruned, int(i))] for i in candidates[order[:top_n]].tolist()]
-
-
-def _node_key(graph: Graph, index: int) -> tuple[int, int, int, int]:
-    return (
-        int(graph.node_kind[index]),
-        int(graph.node_layer[index]),
-        int(graph.node_position[index]),
-        int(graph.node_feature[index]),
-    )
-
-
-def _node_lookup(graph: Graph) -> dict[tuple[int, int, int, int], int]:
-    return {_node_key(graph, i): i for i in range(graph.n_nodes)}
+    lookup = full.node_index()
+    return [lookup[pruned.node_key(int(i))] for i in candidates[order[:top_n]].tolist()]
 
 
 def node_intervention(graph: Graph, node: int, factor: float) -> Intervention:
@@ -249,14 +236,14 @@ def check_edges(
 ) -> dict[str, Any]:
     """Each pruned edge from a tested feature, against constrained patching (ablation)."""
     full, pruned = context.full, context.pruned
-    lookup = _node_lookup(pruned)
-    to_full = _node_lookup(full)
+    lookup = pruned.node_index()
+    to_full = full.node_index()
     pairs: list[tuple[int, int]] = []  # (target, source) in the full graph
     sources = [n for n in nodes if int(full.node_kind[n]) == FEATURE]
     for source in sources:
-        column = pruned.adjacency[:, lookup[_node_key(full, source)]]
+        column = pruned.adjacency[:, lookup[full.node_key(source)]]
         for target in torch.nonzero(column).flatten().tolist():
-            pairs.append((to_full[_node_key(pruned, target)], source))
+            pairs.append((to_full[pruned.node_key(target)], source))
     if not pairs:
         return {"n": 0}
     settings = PatchSettings(

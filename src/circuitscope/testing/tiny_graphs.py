@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -9,8 +10,8 @@ import torch
 
 from circuitscope.attribution.attribute import AttributionLimits, attribute
 from circuitscope.attribution.prompts import token_texts
-from circuitscope.attribution.replacement import build_replacement
-from circuitscope.attribution.targets import top_logit_targets
+from circuitscope.attribution.replacement import LocalReplacement, build_replacement
+from circuitscope.attribution.targets import LogitTarget, top_logit_targets
 from circuitscope.graph.graph import Graph
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
@@ -38,3 +39,46 @@ def write_tiny_folders(root: Path, arch: str = "llama") -> tuple[Path, Path]:
     tiny_tokenizer().save_pretrained(model_dir)
     tiny_transcoder(ModelAdapter(model), "clt").save(transcoder_dir)
     return model_dir, transcoder_dir
+
+
+@dataclass
+class TracedTiny:
+    """A tiny fp64 model and transcoder, a prompt's local replacement model and its graph."""
+
+    replacement: LocalReplacement
+    graph: Graph
+    targets: list[LogitTarget]
+
+    @property
+    def adapter(self) -> ModelAdapter:
+        return self.replacement.adapter
+
+    @property
+    def transcoder(self):  # noqa: ANN201 (a Transcoder)
+        return self.replacement.transcoder
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return self.replacement.input_ids
+
+    def directions(self) -> torch.Tensor:
+        """[n_logits, d_model] the logit targets' directions."""
+        return torch.stack([target.vector for target in self.targets])
+
+
+def traced_tiny(
+    arch: str,
+    kind: Literal["clt", "plt"],
+    skip: bool = False,
+    n_logits: int = 4,
+    prompt: str = "The capital of France is",
+) -> TracedTiny:
+    """The full (unbudgeted) graph of `prompt` on a tiny fp64 model, for exact checks."""
+    adapter = ModelAdapter(tiny_model(arch, dtype=torch.float64))
+    transcoder = tiny_transcoder(adapter, kind, dtype="float64", skip_connection=skip)
+    tokenizer = tiny_tokenizer()
+    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(prompt).input_ids]])
+    rep = build_replacement(adapter, transcoder, ids)
+    targets = top_logit_targets(adapter, tokenizer, rep.recording.logits[0, -1], n_logits)
+    graph = attribute(rep, targets, AttributionLimits(batch_size=16), progress=False).graph
+    return TracedTiny(rep, graph, targets)
