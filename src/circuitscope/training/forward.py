@@ -3,16 +3,23 @@
 Same result as `Transcoder.forward` (tested), but decodes each layer's features to
 all of its output layers with one matmul, and keeps the pre-activations that the
 pre-activation loss needs.
+
+TopK layers take a sparse path: the k kept values and their indices per token
+(`sparse_topk_encode`, whose backward touches only the kept columns of W_enc) are
+decoded by `embedding_bag` (a weighted sum of k decoder rows) instead of a dense
+[batch, n] @ [n, n_out·d] matmul; same values and gradients as the dense path (tested).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
-from circuitscope.transcoders.activations import JumpReLU
+from circuitscope.transcoders.activations import JumpReLU, TopK
 from circuitscope.transcoders.transcoder import Transcoder
 
 
@@ -20,33 +27,155 @@ from circuitscope.transcoders.transcoder import Transcoder
 class TrainingForward:
     pre_activations: list[Tensor]
     """Per layer [batch, n_features]."""
-    activations: list[Tensor]
-    """Per layer [batch, n_features]."""
+    dense_activations: list[Tensor | None]
+    """Per layer [batch, n_features], or None for a layer on the sparse TopK path."""
     reconstruction: Tensor
     """[batch, n_layers, d_model]."""
+    top: list[tuple[Tensor, Tensor] | None]
+    """Per layer (values, indices), each [batch, k], for layers on the sparse TopK path."""
+
+    @property
+    def activations(self) -> list[Tensor]:
+        """Per layer [batch, n_features] (made dense, without gradient, for sparse layers)."""
+        out = []
+        for dense, top, h in zip(
+            self.dense_activations, self.top, self.pre_activations, strict=True
+        ):
+            if dense is not None:
+                out.append(dense)
+            else:
+                assert top is not None
+                values, indices = top
+                full = torch.zeros(h.shape, dtype=values.dtype, device=values.device)
+                out.append(full.scatter_(-1, indices, values.detach()))
+        return out
+
+    @torch.no_grad()
+    def fire_counts(self) -> list[Tensor]:
+        """Per layer [n_features]: on how many tokens of the batch each feature fired."""
+        rows = []
+        for dense, top, h in zip(
+            self.dense_activations, self.top, self.pre_activations, strict=True
+        ):
+            if dense is not None:
+                rows.append((dense != 0).sum(0))
+            else:
+                assert top is not None
+                values, indices = top
+                fired = indices[values != 0]
+                rows.append(torch.bincount(fired, minlength=h.shape[-1]))
+        return rows
+
+    @torch.no_grad()
+    def l0_per_layer(self) -> Tensor:
+        """[n_layers]: mean number of active features per token."""
+        rows = []
+        for dense, top in zip(self.dense_activations, self.top, strict=True):
+            active = dense if dense is not None else top[0]  # type: ignore[index]
+            rows.append((active != 0).float().sum(-1).mean())
+        return torch.stack(rows)
 
 
-def training_forward(transcoder: Transcoder, mlp_in: Tensor) -> TrainingForward:
-    """mlp_in: [batch, n_layers, d_model] (no skip connections)."""
+class _TopKEncode(torch.autograd.Function):
+    """(values, indices, h) of TopK(h), h = x @ W_enc + b_enc; sparse backward."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, k: int, relu: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        h = torch.addmm(bias, x, weight) if x.dim() == 2 else x @ weight + bias
+        values, indices = h.topk(min(k, h.shape[-1]), dim=-1)
+        if relu:
+            values = torch.relu(values)
+        ctx.save_for_backward(x, weight, values, indices)
+        ctx.relu = relu
+        ctx.mark_non_differentiable(indices, h)
+        return values, indices, h
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_values: Tensor, _grad_indices: Tensor, _grad_h: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        x, weight, values, indices = ctx.saved_tensors
+        if ctx.relu:
+            grad_values = grad_values * (values > 0)
+        d, n = weight.shape
+        flat = indices.reshape(-1)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            rows = weight.t()[indices]  # [batch, k, d]
+            grad_x = (grad_values.to(rows.dtype).unsqueeze(-1) * rows).sum(-2).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            outer = grad_values.unsqueeze(-1).to(weight.dtype) * x.unsqueeze(-2).to(weight.dtype)
+            grad_t = torch.zeros(n, d, dtype=weight.dtype, device=weight.device)
+            grad_t.index_add_(0, flat, outer.reshape(-1, d))
+            grad_weight = grad_t.t()
+        if ctx.needs_input_grad[2]:
+            grad_bias = torch.zeros(n, dtype=weight.dtype, device=weight.device)
+            grad_bias.index_add_(0, flat, grad_values.reshape(-1).to(weight.dtype))
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+def sparse_topk_encode(
+    x: Tensor, weight: Tensor, bias: Tensor, k: int, relu: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """x [batch, d], W_enc [d, n], b_enc [n] -> (values [batch, k], indices [batch, k], h).
+
+    The kept values of TopK(x @ W_enc + b_enc) (ReLU'd if `relu`) and their feature
+    indices; h (the dense pre-activations) carries no gradient. The backward pass
+    adds only the kept columns' gradients (index_add) instead of a dense matmul.
+    """
+    out = _TopKEncode.apply(x, weight, bias, k, relu)
+    return out[0], out[1], out[2]  # type: ignore[index]
+
+
+def sparse_decode(values: Tensor, indices: Tensor, decoder: Tensor) -> Tensor:
+    """values, indices [batch, k], decoder [n, m] -> Σ_j values[:, j] · decoder[indices[:, j]]."""
+    return F.embedding_bag(
+        indices, decoder, per_sample_weights=values.to(decoder.dtype), mode="sum"
+    )
+
+
+def training_forward(
+    transcoder: Transcoder, mlp_in: Tensor, sparse: bool = True
+) -> TrainingForward:
+    """mlp_in: [batch, n_layers, d_model] (no skip connections).
+
+    sparse: TopK layers take the sparse path (same values; False: dense, as the module).
+    """
     config = transcoder.config
     batch, n_layers, d = mlp_in.shape
     outputs: list[Tensor | None] = [None] * n_layers
-    pre_list, act_list = [], []
+    pre_list: list[Tensor] = []
+    act_list: list[Tensor | None] = []
+    top_list: list[tuple[Tensor, Tensor] | None] = []
     for layer in range(n_layers):
         block = transcoder.layer(layer)
-        h = mlp_in[:, layer] @ block.W_enc + block.b_enc
-        a = block.activation(h)
         decoder = block.W_dec.reshape(block.n_features, -1)
-        contributions = (a @ decoder).view(batch, config.n_outputs(layer), d)
+        activation = block.activation
+        if sparse and isinstance(activation, TopK):
+            x = mlp_in[:, layer].to(block.W_enc.dtype)
+            values, indices, h = sparse_topk_encode(
+                x, block.W_enc, block.b_enc, activation.k, activation.relu
+            )
+            flat = sparse_decode(values, indices, decoder)
+            act_list.append(None)
+            top_list.append((values, indices))
+        else:
+            h = mlp_in[:, layer] @ block.W_enc + block.b_enc
+            a = activation(h)
+            flat = a @ decoder
+            act_list.append(a)
+            top_list.append(None)
+        contributions = flat.view(batch, config.n_outputs(layer), d)
         for slot, out in enumerate(config.output_layers(layer)):
             part = contributions[:, slot]
             previous = outputs[out]
             outputs[out] = part if previous is None else previous + part
         pre_list.append(h)
-        act_list.append(a)
     biases = torch.stack([transcoder.layer(layer).b_dec for layer in range(n_layers)])
     stacked = torch.stack([o for o in outputs if o is not None], dim=1)
-    return TrainingForward(pre_list, act_list, stacked + biases)
+    return TrainingForward(pre_list, act_list, stacked + biases, top_list)
 
 
 def decoder_norms(transcoder: Transcoder) -> list[Tensor]:

@@ -44,7 +44,7 @@ from circuitscope.training.losses import (
     tanh_sparsity_loss,
     warmup_factor,
 )
-from circuitscope.training.metrics import FeatureTracker, l0_per_layer, normalized_mse
+from circuitscope.training.metrics import FeatureTracker, normalized_mse
 from circuitscope.training.settings import RESUME_KEYS, TrainSettings
 from circuitscope.training.sources import BatchSource
 from circuitscope.transcoders.transcoder import Transcoder
@@ -181,7 +181,7 @@ def _train(
         )
         optimizer.step()
         clamp_thresholds(transcoder)
-        fires = torch.stack([(a != 0).sum(0) for a in fwd.activations]).cpu()
+        fires = torch.stack(fwd.fire_counts()).cpu()
         tracker.update(distributed.all_reduce_sum(fires, info), settings.batch_size)
         done_tokens += settings.batch_size
         last = step + 1 == settings.steps
@@ -290,7 +290,7 @@ def _log_record(
     tracker: FeatureTracker,
 ) -> dict[str, Any]:
     nmse = normalized_mse(fwd.reconstruction, target, variance)
-    l0 = l0_per_layer(fwd.activations)
+    l0 = fwd.l0_per_layer()
     dead, dense = tracker.dead_fraction(), tracker.dense_fraction()
     return {
         "step": step,
