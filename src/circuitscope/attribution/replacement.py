@@ -123,7 +123,7 @@ def build_replacement(
     if input_ids.ndim != 2 or input_ids.shape[0] != 1:
         raise CircuitscopeError(f"expected one prompt [1, seq], got {tuple(input_ids.shape)}")
     recording = adapter.record(input_ids)
-    dtype = torch.float64 if adapter.dtype == torch.float64 else torch.float32
+    dtype = adapter.accumulation_dtype
     acts, mlp_in = {}, {}
     with torch.no_grad():
         for layer in range(adapter.n_layers):

@@ -98,18 +98,18 @@ def parse_layer_range(text: str) -> range | None:
 
 
 def _next_token_summary(result: InterventionResult, tokenizer: Any, top_k: int) -> dict[str, Any]:
+    """Top tokens of the clean run (batch element 0) and the intervened one (1)."""
     import torch
 
-    probs = torch.softmax(result.logits[:, -1].float(), dim=-1)
-    rows = {}
-    for b, name in enumerate(("clean", "intervened")):
-        top = probs[b].topk(top_k)
-        rows[name] = [
+    rows = {
+        name: [
             {"token": tokenizer.decode([i]), "id": i, "probability": p}
-            for i, p in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+            for i, p in result.top_tokens(b, top_k)
         ]
+        for b, name in enumerate(("clean", "intervened"))
+    }
     logits = result.logits[:, -1].float()
-    clean_top = int(probs[0].argmax())
+    clean_top = rows["clean"][0]["id"]
     log_probs = torch.log_softmax(logits, dim=-1)
     return {
         "top_tokens": rows,

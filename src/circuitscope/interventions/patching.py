@@ -137,7 +137,7 @@ def clean_run(adapter: ModelAdapter, transcoder: Transcoder, input_ids: Tensor) 
     """Record the prompt once and encode every layer. input_ids: [1, seq]."""
     recording = adapter.record(input_ids)
     activations = {}
-    dtype = working_dtype(adapter)
+    dtype = adapter.accumulation_dtype
     with torch.no_grad():
         for layer in range(adapter.n_layers):
             acts = transcoder.encode(layer, recording.cache[sites.mlp_in(layer)][0]).to(dtype)
@@ -220,7 +220,7 @@ class _Patcher:
     ) -> None:
         self.transcoder, self.settings, self.clean = transcoder, settings, clean
         self.batch, self.seq, self.d_model = len(batches), seq, adapter.d_model
-        self.dtype = working_dtype(adapter)
+        self.dtype = adapter.accumulation_dtype
         self.ops: dict[int, list[tuple[int, Intervention]]] = defaultdict(list)
         for b, items in enumerate(batches):
             for item in items:
@@ -321,11 +321,6 @@ class _Patcher:
             acts = {source: self.base[source] for source in range(layer + 1)}
         recon = _reconstruction(self.transcoder, layer, acts, m_in.to(self.dtype))
         return m_out.to(self.dtype) - recon
-
-
-def working_dtype(adapter: ModelAdapter) -> torch.dtype:
-    """fp64 for an fp64 model (exact tests), else fp32 (bf16 models accumulate in fp32)."""
-    return torch.float64 if adapter.dtype == torch.float64 else torch.float32
 
 
 def _reconstruction(

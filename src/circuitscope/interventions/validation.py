@@ -275,6 +275,7 @@ def _measured_edges(
 ) -> Tensor:
     full = context.full
     measured: dict[tuple[int, int], float] = {}
+    logit_rank = {int(node): k for k, node in enumerate(full.indices(LOGIT).tolist())}
     chunks = range(0, len(sources), batch_size)
     for start in tqdm(chunks, desc="edge checks", disable=not progress, leave=False):
         chunk = sources[start : start + batch_size]
@@ -285,7 +286,6 @@ def _measured_edges(
         logit_values = result.final_normed[:, -1].double() @ context.directions.T.to(
             result.final_normed.device
         )
-        logit_rank = {int(node): k for k, node in enumerate(full.indices(LOGIT).tolist())}
         for target, source in pairs:
             if source not in chunk:
                 continue

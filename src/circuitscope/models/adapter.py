@@ -145,6 +145,11 @@ class ModelAdapter:
         return next(self.model.parameters()).dtype
 
     @property
+    def accumulation_dtype(self) -> torch.dtype:
+        """fp64 for an fp64 model (exact checks), else fp32 (bf16 models accumulate in fp32)."""
+        return torch.float64 if self.dtype == torch.float64 else torch.float32
+
+    @property
     def softcap(self) -> float | None:
         """The final logit soft-cap (Gemma-2/3), or None."""
         if self.spec.final_softcap is None:
