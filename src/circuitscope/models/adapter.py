@@ -22,7 +22,12 @@ from transformers import PreTrainedModel
 
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models import sites
-from circuitscope.models.architectures import ArchitectureSpec, d_mlp_of, spec_for_config
+from circuitscope.models.architectures import (
+    ArchitectureSpec,
+    NormKind,
+    d_mlp_of,
+    spec_for_config,
+)
 from circuitscope.models.attention import (
     ATTENTION_NAME,
     PROBE_ATTRIBUTE,
@@ -297,11 +302,14 @@ class ModelAdapter:
             for layer_index, layer in enumerate(self.layers):
                 if layer_index in plan.mlp_out:
                     stack.callback(_swap_submodule(layer, self.spec.mlp, _SkippedMLP()))
+                for name in self.spec.norms:  # before the hooks: some sit on norms
+                    path = f"layers.{layer_index}.{name}"
+                    self._install_norm(plan, path, layer, name, stack)
                 for handle in self._layer_hooks(plan, layer_index, layer):
                     stack.callback(handle.remove)
-            final = self._norm_hook(plan, sites.FINAL_NORM, self.final_norm)
-            keep = self.final_norm.register_forward_hook(_keep_output(plan, sites.FINAL_NORM))
-            stack.callback(final.remove)
+            parent, name = _parent_and_name(self.model, self.spec.final_norm)
+            final = self._install_norm(plan, sites.FINAL_NORM, parent, name, stack)
+            keep = final.register_forward_hook(_keep_output(plan, sites.FINAL_NORM))
             stack.callback(keep.remove)
             yield
 
@@ -317,26 +325,55 @@ class ModelAdapter:
             layer.register_forward_hook(_keep_output(plan, sites.resid_post(index))),
             layer.get_submodule(spec.mlp).register_forward_pre_hook(_mlp_in_hook(plan, index)),
         ]
-        for name in spec.norms:
-            path = f"layers.{index}.{name}"
-            handles.append(self._norm_hook(plan, path, layer.get_submodule(name)))
         handles.append(
             layer.get_submodule(spec.mlp_out).register_forward_hook(_mlp_out_hook(plan, index))
         )
         return handles
 
-    def _norm_hook(self, plan: _RunPlan, path: str, module: nn.Module) -> Any:
-        kind = self.spec.norm_kind
+    def _install_norm(
+        self, plan: _RunPlan, path: str, parent: nn.Module, name: str, stack: ExitStack
+    ) -> nn.Module:
+        """Make `parent.<name>` frozen or recording for this run; returns the module that runs.
 
-        def hook(mod: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor | None:
-            x = args[0]
-            if plan.frozen is not None and plan.frozen.norm_scales:
-                return apply_norm(kind, mod, x, plan.frozen.norm_scales[path])
-            if plan.record:
-                plan.scales[path] = norm_scale(kind, mod, x).detach()
-            return None
+        Frozen mode puts a stand-in there that applies the recorded scale: the live
+        statistics are never computed, so autograd keeps no activations for them."""
+        module = parent.get_submodule(name)
+        if plan.frozen is not None and plan.frozen.norm_scales:
+            scale = plan.frozen.norm_scales[path]
+            frozen = _FrozenNorm(self.spec.norm_kind, module, scale)
+            stack.callback(_swap_submodule(parent, name, frozen))
+            return frozen
+        if plan.record:
+            kind = self.spec.norm_kind
 
-        return module.register_forward_hook(hook)
+            def hook(mod: nn.Module, args: tuple[Any, ...], _output: Tensor) -> None:
+                plan.scales[path] = norm_scale(kind, mod, args[0]).detach()
+
+            stack.callback(module.register_forward_hook(hook).remove)
+        return module
+
+
+class _FrozenNorm(nn.Module):
+    """Stands in for a norm in frozen mode: the recorded scale, applied to the live input."""
+
+    kind: NormKind
+    original: nn.Module
+    scale: Tensor
+
+    def __init__(self, kind: NormKind, original: nn.Module, scale: Tensor) -> None:
+        super().__init__()
+        self.kind = kind
+        self.scale = scale
+        object.__setattr__(self, "original", original)  # not registered as a child
+
+    def forward(self, hidden_states: Tensor, *_args: Any, **_kwargs: Any) -> Tensor:
+        return apply_norm(self.kind, self.original, hidden_states, self.scale)
+
+
+def _parent_and_name(root: nn.Module, path: str) -> tuple[nn.Module, str]:
+    """`a.b.c` -> (root.a.b, "c")."""
+    parent, _, name = path.rpartition(".")
+    return (root.get_submodule(parent) if parent else root), name
 
 
 class _SkippedMLP(nn.Module):
