@@ -1,41 +1,25 @@
-"""The attribution graph of a prompt: logit rows, then feature rows by influence.
+"""The attribution graph of a prompt.
 
-1. Rows of the logit targets.
-2. Feature targets in order of their influence on the logits, estimated from the
-   rows computed so far (recomputed every `update_interval` batches), until
-   `max_feature_nodes` features have rows (all of them without a budget).
-3. The graph: the visited features, every error node, every token, the logits;
-   edges among them.
-The same visiting scheme as circuit-tracer, so graphs agree where inputs agree.
+The rows (see visit.py: logits, then features by influence) become the graph:
+the visited features, every error node, every token, the logits; edges among them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from circuitscope.attribution.columns import ColumnLayout, all_columns
+from circuitscope.attribution.columns import ColumnLayout
 from circuitscope.attribution.replacement import LocalReplacement
-from circuitscope.attribution.rows import Injection, RowComputer
 from circuitscope.attribution.targets import LogitTarget
+from circuitscope.attribution.visit import AttributionLimits, visit_rows
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN, Graph
-from circuitscope.graph.influence import partial_influence
-from circuitscope.models import sites
 
-
-@dataclass(frozen=True)
-class AttributionLimits:
-    max_feature_nodes: int | None = None
-    """Feature rows to compute (the most influential first); None: every active feature."""
-    batch_size: int = 32
-    """Targets per backward pass."""
-    update_interval: int = 4
-    """Batches between re-estimates of feature influence."""
+__all__ = ["AttributionLimits", "AttributionRun", "attribute"]
 
 
 @dataclass
@@ -43,6 +27,8 @@ class AttributionRun:
     graph: Graph
     rows_computed: int
     n_active: int
+    selection: dict = field(default_factory=dict)
+    """How features were chosen (see visit.Selection.summary)."""
 
 
 def attribute(
@@ -54,87 +40,16 @@ def attribute(
     """Compute the graph's edges for `targets` (at least one)."""
     if not targets:
         raise ValueError("attribution needs at least one logit target")
-    layout = all_columns(len(replacement.features), replacement.n_layers, replacement.seq_len)
     with _no_parameter_grads(replacement.adapter.model, replacement.transcoder):
-        computer = RowComputer(replacement, layout, limits.batch_size)
-        buffer, row_nodes, n_rows = _visit(replacement, layout, computer, targets, limits, progress)
-    graph = _assemble(replacement, layout, targets, buffer, row_nodes, n_rows)
-    return AttributionRun(graph, rows_computed=n_rows, n_active=len(replacement.features))
-
-
-def _visit(
-    rep: LocalReplacement,
-    layout: ColumnLayout,
-    computer: RowComputer,
-    targets: list[LogitTarget],
-    limits: AttributionLimits,
-    progress: bool,
-) -> tuple[Tensor, Tensor, int]:
-    n_logits, n_candidates = len(targets), layout.n_features
-    budget = n_candidates if limits.max_feature_nodes is None else limits.max_feature_nodes
-    budget = min(budget, n_candidates)
-    n_nodes = layout.n_columns + n_logits
-    buffer = torch.zeros(n_logits + budget, n_nodes, dtype=rep.dtype)
-    row_nodes = torch.zeros(n_logits + budget, dtype=torch.long)
-    last = rep.seq_len - 1
-    logit_injections = [Injection(sites.FINAL_NORM, last, t.vector) for t in targets]
-    n_rows = 0
-    for chunk in _chunks(logit_injections, limits.batch_size):
-        rows = computer.rows(chunk)
-        buffer[n_rows : n_rows + len(chunk), : layout.n_columns] = rows
-        n_rows += len(chunk)
-    row_nodes[:n_logits] = torch.arange(layout.n_columns, n_nodes)
-    weights = torch.zeros(n_nodes, dtype=rep.dtype)
-    weights[layout.n_columns :] = torch.tensor([t.probability for t in targets], dtype=rep.dtype)
-    visited = torch.zeros(n_candidates, dtype=torch.bool)
-    bar = tqdm(total=budget, desc="feature rows", unit="row", disable=not progress)
-    while int(visited.sum()) < budget:
-        pending = _next_features(buffer, row_nodes, n_rows, weights, visited, budget, limits)
-        pending = _batch_order(rep, layout, pending)
-        for chunk in _chunks(pending.tolist(), limits.batch_size):
-            injections = [_feature_injection(rep, layout, column) for column in chunk]
-            buffer[n_rows : n_rows + len(chunk), : layout.n_columns] = computer.rows(injections)
-            row_nodes[n_rows : n_rows + len(chunk)] = torch.tensor(chunk)
-            visited[chunk] = True
-            n_rows += len(chunk)
-            bar.update(len(chunk))
-    bar.close()
-    return buffer, row_nodes, n_rows
-
-
-def _batch_order(rep: LocalReplacement, layout: ColumnLayout, pending: Tensor) -> Tensor:
-    """Group targets by layer, positions ascending within it: a backward from layer l runs
-    through layers below l only, and through the prompt prefix its targets need."""
-    features = layout.candidates[pending]
-    pending = pending[torch.argsort(rep.features.position[features], stable=True)]
-    layers = rep.features.layer[layout.candidates[pending]]
-    return pending[torch.argsort(layers, descending=True, stable=True)]
-
-
-def _next_features(
-    buffer: Tensor,
-    row_nodes: Tensor,
-    n_rows: int,
-    weights: Tensor,
-    visited: Tensor,
-    budget: int,
-    limits: AttributionLimits,
-) -> Tensor:
-    """The unvisited candidates to compute next, most influential first."""
-    wanted = min(limits.update_interval * limits.batch_size, budget - int(visited.sum()))
-    n_candidates = len(visited)
-    if budget == n_candidates:
-        return torch.nonzero(~visited).flatten()[:wanted]
-    scores = partial_influence(buffer[:n_rows], row_nodes[:n_rows], weights)[:n_candidates]
-    ranked = torch.argsort(scores, descending=True, stable=True)
-    return ranked[~visited[ranked]][:wanted]
-
-
-def _feature_injection(rep: LocalReplacement, layout: ColumnLayout, column: int) -> Injection:
-    feature = int(layout.candidates[column])
-    layer = int(rep.features.layer[feature])
-    encoder = rep.transcoder.encoder(layer).W_enc[:, int(rep.features.index[feature])]
-    return Injection(sites.mlp_in(layer), int(rep.features.position[feature]), encoder.detach())
+        visit = visit_rows(replacement, targets, limits, progress)
+    buffer = visit.buffer
+    graph = _assemble(replacement, visit.layout, targets, buffer.values, buffer.nodes, buffer.n)
+    return AttributionRun(
+        graph,
+        rows_computed=buffer.n,
+        n_active=len(replacement.features),
+        selection=visit.selection.summary(),
+    )
 
 
 def _assemble(
@@ -145,24 +60,26 @@ def _assemble(
     row_nodes: Tensor,
     n_rows: int,
 ) -> Graph:
+    """The graph of the first `n_rows` rows of `buffer` [capacity, n_columns + n_logits]
+    (logit rows first, row_nodes [capacity] their nodes). Its `edges` are built straight
+    as the block [n_selected + n_logits, n_selected + n_errors + n_tokens]: the feature
+    rows sorted by node, then the logit rows, over the columns of the selected features,
+    then every error and token column."""
     n_logits = len(targets)
-    feature_rows = torch.arange(n_logits, n_rows)
-    order = torch.argsort(row_nodes[feature_rows])
-    feature_rows = feature_rows[order]
+    feature_rows = n_logits + torch.argsort(row_nodes[n_logits:n_rows])
     selected = row_nodes[feature_rows]
     columns = torch.cat([selected, torch.arange(layout.n_features, layout.n_columns)])
-    n_sel, n_src = len(selected), len(columns)
-    n = n_src + n_logits
-    adjacency = torch.zeros(n, n, dtype=buffer.dtype)
-    kept = buffer[:n_rows].index_select(1, columns)  # the graph's columns only: no full copy
-    adjacency[:n_sel, :n_src] = kept[feature_rows]
-    adjacency[n_src:, :n_src] = kept[:n_logits]
+    rows = torch.cat([feature_rows, torch.arange(n_logits)])
+    edges = torch.empty(len(rows), len(columns), dtype=buffer.dtype)
+    for start in range(0, len(rows), 256):  # in chunks: no second copy of the whole buffer
+        chunk = rows[start : start + 256]
+        edges[start : start + len(chunk)] = buffer.index_select(0, chunk).index_select(1, columns)
     features = layout.candidates[selected]
-    return _graph_tables(rep, targets, features, adjacency)
+    return _graph_tables(rep, targets, features, edges)
 
 
 def _graph_tables(
-    rep: LocalReplacement, targets: list[LogitTarget], features: Tensor, adjacency: Tensor
+    rep: LocalReplacement, targets: list[LogitTarget], features: Tensor, edges: Tensor
 ) -> Graph:
     seq, n_layers, n_logits = rep.seq_len, rep.n_layers, len(targets)
     active = rep.features
@@ -198,20 +115,15 @@ def _graph_tables(
         ),
         node_value=torch.cat(
             [
-                active.activation[features].to(adjacency.dtype),
-                torch.zeros(n_layers * seq + seq, dtype=adjacency.dtype),
-                torch.tensor([t.probability for t in targets], dtype=adjacency.dtype),
+                active.activation[features].to(edges.dtype),
+                torch.zeros(n_layers * seq + seq, dtype=edges.dtype),
+                torch.tensor([t.probability for t in targets], dtype=edges.dtype),
             ]
         ),
-        adjacency=adjacency,
+        edges=edges,
         n_layers=n_layers,
         logit_labels=[t.label for t in targets],
     )
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @contextmanager

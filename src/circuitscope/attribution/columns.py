@@ -2,6 +2,8 @@
 
 Columns: the candidate features (a subset of the active ones, by default all),
 then error nodes (layer-major: layer * seq + position), then token embeddings.
+Active features that are not candidates have no column: rows only count them
+(see rows.RowBatch).
 """
 
 from __future__ import annotations
@@ -10,6 +12,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+PADDING = -1
+"""No source (a padding slot in a table of writers)."""
+OUTSIDE = -2
+"""An active feature without a column of its own."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,12 @@ class ColumnLayout:
     def error_columns(self, layer: int) -> slice:
         start = self.n_features + layer * self.seq_len
         return slice(start, start + self.seq_len)
+
+    def feature_columns(self, n_active: int) -> Tensor:
+        """[n_active] each active feature's column, OUTSIDE for those without one."""
+        columns = torch.full((n_active,), OUTSIDE, dtype=torch.long)
+        columns[self.candidates] = torch.arange(self.n_features)
+        return columns
 
     @property
     def token_columns(self) -> slice:

@@ -50,7 +50,13 @@ def trace(loaded: LoadedModel, transcoder: Transcoder, config: TraceConfig) -> T
     ids, bos_prepended = prompt_ids(loaded.tokenizer, config.prompt, config.bos)
     replacement = build_replacement(loaded.adapter, transcoder, ids)
     targets = _targets(loaded, replacement.recording.logits[0, -1], config)
-    limits = AttributionLimits(config.max_feature_nodes, config.batch_size, config.update_interval)
+    limits = AttributionLimits(
+        config.max_feature_nodes,
+        config.batch_size,
+        config.update_interval,
+        config.row_buffer_mb,
+        config.writer_cache_mb,
+    )
     _check_limits(limits)
     run = attribute(replacement, targets, limits, progress=config.progress)
     graph = run.graph
@@ -64,6 +70,7 @@ def trace(loaded: LoadedModel, transcoder: Transcoder, config: TraceConfig) -> T
         bos_prepended=bos_prepended,
         n_active_features=run.n_active,
         rows_computed=run.rows_computed,
+        selection=run.selection,
         seconds=round(seconds, 3),
         config=config_to_dict(config),
     )
@@ -122,6 +129,8 @@ def _check_limits(limits: AttributionLimits) -> None:
         raise CircuitscopeError("--batch-size and --update-interval must be at least 1")
     if limits.max_feature_nodes is not None and limits.max_feature_nodes < 0:
         raise CircuitscopeError("--max-feature-nodes must not be negative")
+    if limits.row_buffer_mb <= 0 or limits.writer_cache_mb < 0:
+        raise CircuitscopeError("--row-buffer-mb must be positive, --writer-cache-mb not negative")
 
 
 def _slug(prompt: str) -> str:

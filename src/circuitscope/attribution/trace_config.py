@@ -32,6 +32,12 @@ class TraceConfig:
     """Targets per backward pass."""
     update_interval: int = 4
     """Batches between re-estimates of which features matter most."""
+    row_buffer_mb: float = 2048.0
+    """Memory for the rows. When rows over every active feature would not fit (long
+    prompts), only the features ranked most influential keep a column; the graph's
+    metadata says whether the choice provably equals the unrestricted one."""
+    writer_cache_mb: float = 1024.0
+    """Memory for feature output vectors kept between backward passes (others are rebuilt)."""
     node_threshold: float = 0.8
     """Pruning: keep the nodes holding this share of influence on the logits."""
     edge_threshold: float = 0.98

@@ -34,6 +34,13 @@ def print_summary(result: TraceResult, top: int = 10) -> None:
     bos = "BOS prepended" if graph.metadata.get("bos_prepended") else "as tokenized"
     print(f"\nprompt tokens      {len(graph.input_ids)} ({bos})")
     print(f"active features    {result.n_active}   rows computed {result.rows_computed}")
+    selection = graph.metadata.get("selection", {})
+    if selection.get("kept_columns") is not None:
+        exact = "provably as without it" if selection["exact"] else "may differ from without it"
+        print(
+            f"columns            restricted to {selection['kept_columns']} features after "
+            f"{selection['exploration_rows']} rows (--row-buffer-mb); selection {exact}"
+        )
     print(f"graph              {graph.n_nodes} nodes, {graph.n_edges} edges")
     print(f"pruned             {pruned.n_nodes} nodes, {pruned.n_edges} edges")
     print(f"replacement score  {result.scores.replacement:.3f}")

@@ -1,0 +1,90 @@
+"""The rows computed so far: edges over the current columns, plus what lies outside them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from circuitscope.attribution.rows import RowBatch
+
+
+@dataclass
+class RowBuffer:
+    values: Tensor
+    """[capacity, n_columns + n_logits] edges; the logit columns stay zero (no edges out)."""
+    nodes: Tensor
+    """[capacity] the node of each row: a feature's column, or n_columns + i for logit i."""
+    outside_sum: Tensor
+    """[capacity] sum of |edge| from active features without a column."""
+    outside_max: Tensor
+    """[capacity] the largest such |edge|."""
+    n_columns: int
+    n: int = 0
+    """Rows filled."""
+
+    @classmethod
+    def empty(cls, capacity: int, n_columns: int, n_logits: int, dtype: torch.dtype) -> RowBuffer:
+        return cls(
+            values=torch.zeros(capacity, n_columns + n_logits, dtype=dtype),
+            nodes=torch.zeros(capacity, dtype=torch.long),
+            outside_sum=torch.zeros(capacity, dtype=dtype),
+            outside_max=torch.zeros(capacity, dtype=dtype),
+            n_columns=n_columns,
+        )
+
+    @property
+    def capacity(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def full(self) -> bool:
+        return self.n == self.capacity
+
+    def add(self, batch: RowBatch, nodes: Tensor) -> None:
+        k = len(nodes)
+        if self.n + k > self.capacity:
+            raise ValueError(f"{self.n} + {k} rows exceed the buffer's {self.capacity}")
+        rows = slice(self.n, self.n + k)
+        self.values[rows, : self.n_columns] = batch.values
+        self.nodes[rows] = nodes
+        self.outside_sum[rows] = batch.outside_sum
+        self.outside_max[rows] = batch.outside_max
+        self.n += k
+
+    def filled(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(values, nodes, outside_sum, outside_max) of the filled rows (views)."""
+        rows = slice(0, self.n)
+        return self.values[rows], self.nodes[rows], self.outside_sum[rows], self.outside_max[rows]
+
+    def restricted(
+        self, kept: Tensor, n_features: int, n_logits: int, capacity: int, chunk: int = 256
+    ) -> RowBuffer:
+        """A buffer of `capacity` rows holding only the feature columns `kept` (sorted,
+        from the first `n_features` columns), then the other columns as they are.
+
+        What the dropped feature columns held moves into outside_sum / outside_max.
+        Row nodes are renumbered to the new columns (every row's node must be kept)."""
+        dropped = torch.ones(n_features, dtype=torch.bool)
+        dropped[kept] = False
+        rest = torch.arange(n_features, self.n_columns)
+        columns = torch.cat([kept, rest])
+        new = RowBuffer.empty(capacity, len(columns), n_logits, self.values.dtype)
+        for start in range(0, self.n, chunk):
+            rows = slice(start, min(start + chunk, self.n))
+            block = self.values[rows]
+            new.values[rows, : len(columns)] = block.index_select(1, columns)
+            lost = block[:, :n_features][:, dropped].abs()
+            new.outside_sum[rows] = self.outside_sum[rows] + lost.sum(dim=1)
+            largest = lost.amax(dim=1) if lost.shape[1] else torch.zeros_like(lost[:, 0])
+            new.outside_max[rows] = torch.maximum(self.outside_max[rows], largest)
+        renumber = torch.full((self.n_columns + n_logits,), -1, dtype=torch.long)
+        renumber[columns] = torch.arange(len(columns))
+        renumber[self.n_columns :] = torch.arange(n_logits) + len(columns)
+        nodes = renumber[self.nodes[: self.n]]
+        if bool((nodes < 0).any()):
+            raise ValueError("a row's own node is not among the kept columns")
+        new.nodes[: self.n] = nodes
+        new.n = self.n
+        return new

@@ -1,0 +1,60 @@
+"""Which features get rows next: influence on the logits from the rows computed so far.
+
+The same estimate as circuit-tracer's: rows are |edges| scaled to sum 1 (over every
+source, columns or not); the logit weights spread back through the rows computed
+so far (paths through nodes that have rows, summed in the small [r, r] block);
+a candidate's score is the weight arriving at its column. Features without a
+column cannot be ranked, but none of them can score more than `outside_bound`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Scores:
+    scores: Tensor
+    """[n_nodes] the estimated influence of every column's source (and logits)."""
+    outside_bound: float
+    """No active feature without a column scores more than this."""
+
+
+def influence_scores(
+    values: Tensor,
+    nodes: Tensor,
+    weights: Tensor,
+    outside_sum: Tensor | None = None,
+    outside_max: Tensor | None = None,
+    max_steps: int = 256,
+    chunk: int = 512,
+) -> Scores:
+    """values [r, n_nodes] rows over every node as a column; nodes [r] each row's node;
+    weights [n_nodes] logit weights (nonzero on logit nodes, which must have rows);
+    outside_sum / outside_max [r] |edges| from sources without a column."""
+    sums = torch.cat([values[i : i + chunk].abs().sum(dim=1) for i in range(0, len(values), chunk)])
+    if outside_sum is not None:
+        sums = sums + outside_sum
+    scale = torch.where(sums > 0, 1.0 / sums.clamp(min=1e-30), 0.0)
+    coefficients = _path_weights(values[:, nodes].abs() * scale[:, None], weights[nodes], max_steps)
+    coefficients = coefficients * scale
+    scores = torch.zeros_like(weights)
+    for i in range(0, len(values), chunk):
+        scores += coefficients[i : i + chunk] @ values[i : i + chunk].abs()
+    bound = 0.0 if outside_max is None else float(coefficients @ outside_max)
+    return Scores(scores, bound)
+
+
+def _path_weights(block: Tensor, start: Tensor, max_steps: int) -> Tensor:
+    """w + w·B + w·B² + … for the normalised [r, r] block among rows; start w [r]."""
+    current = start.clone()
+    total = current.clone()
+    for _ in range(max_steps):
+        current = current @ block
+        if not torch.any(current):
+            return total
+        total += current
+    raise ValueError("influence did not converge: the rows have a cycle")

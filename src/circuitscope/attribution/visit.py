@@ -1,0 +1,267 @@
+"""Which rows to compute, in which order: logits first, then features by influence.
+
+1. Rows of the logit targets.
+2. Feature targets in order of their influence on the logits, estimated from the
+   rows computed so far (recomputed every `update_interval` batches), until
+   `max_feature_nodes` features have rows (all of them without a budget).
+The same visiting scheme as circuit-tracer, so graphs agree where inputs agree.
+
+Memory. Rows span every active feature as a column, and long prompts have
+hundreds of thousands of them: 4096 rows of a 1024-token prompt would take
+about 15 GB. When the rows would not fit in `row_buffer_mb`, the first rows are
+computed over every column (as many as half the buffer holds); then only the
+features ranked highest by the influence estimated so far keep a column (as
+many as the buffer holds), and the others are only summed per row, so every
+row's normalisation stays exact and the scores of the kept features are the
+ones the full computation would give. An uncounted feature cannot score more
+than a bound computed at each update; while the bound stays below the lowest
+score picked, the visited features are exactly those of the full computation
+(`Selection.exact`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from circuitscope.attribution.columns import ColumnLayout, all_columns
+from circuitscope.attribution.replacement import LocalReplacement
+from circuitscope.attribution.row_buffer import RowBuffer
+from circuitscope.attribution.rows import Injection, RowComputer
+from circuitscope.attribution.selection import influence_scores
+from circuitscope.attribution.targets import LogitTarget
+from circuitscope.errors import CircuitscopeError
+from circuitscope.models import sites
+
+MB = 2**20
+
+
+@dataclass(frozen=True)
+class AttributionLimits:
+    max_feature_nodes: int | None = None
+    """Feature rows to compute (the most influential first); None: every active feature."""
+    batch_size: int = 32
+    """Targets per backward pass."""
+    update_interval: int = 4
+    """Batches between re-estimates of feature influence."""
+    row_buffer_mb: float = 2048.0
+    """Memory for the rows; beyond it, only the most influential features keep columns."""
+    writer_cache_mb: float = 1024.0
+    """Memory for the feature output vectors kept between passes (others are rebuilt)."""
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    budget: int
+    """Feature rows to compute."""
+    kept_columns: int | None
+    """Features that keep a column after exploring; None: all of them, throughout."""
+    exploration_rows: int
+    """Feature rows computed over every column before the columns are restricted."""
+
+
+@dataclass
+class Selection:
+    """How the features were chosen, for the graph's metadata."""
+
+    n_active: int
+    kept_columns: int | None
+    exploration_rows: int
+    bound_ratios: list[float] = field(default_factory=list)
+    """Per update after restricting: the outside bound over the lowest score picked."""
+
+    @property
+    def exact(self) -> bool:
+        """True when the visited features are those of the unrestricted computation."""
+        return all(ratio < 1.0 for ratio in self.bound_ratios)
+
+    def summary(self) -> dict:
+        return {
+            "n_active": self.n_active,
+            "kept_columns": self.kept_columns,
+            "exploration_rows": self.exploration_rows,
+            "exact": self.exact,
+            "worst_bound_ratio": max(self.bound_ratios, default=0.0),
+        }
+
+
+@dataclass
+class Visit:
+    buffer: RowBuffer
+    layout: ColumnLayout
+    selection: Selection
+
+
+def plan_rows(
+    n_active: int, n_other: int, n_logits: int, limits: AttributionLimits, itemsize: int
+) -> RowPlan:
+    """How many rows, and whether columns must be restricted to fit `row_buffer_mb`.
+
+    n_other: the error and token columns."""
+    budget = n_active if limits.max_feature_nodes is None else limits.max_feature_nodes
+    budget = min(budget, n_active)
+    limit = limits.row_buffer_mb * MB
+    row_bytes = (n_active + n_other + n_logits) * itemsize
+    needed = (n_logits + budget) * row_bytes
+    if needed <= limit:
+        return RowPlan(budget, None, 0)
+    if budget == n_active:
+        _check_available(needed, n_active)
+        return RowPlan(budget, None, 0)
+    kept = int(limit // ((n_logits + budget) * itemsize)) - n_other - n_logits
+    if kept < budget:
+        least = (n_logits + budget) * (budget + n_other + n_logits) * itemsize / MB
+        raise CircuitscopeError(
+            f"row_buffer_mb={limits.row_buffer_mb:g} cannot hold {budget} feature rows of this "
+            f"prompt; raise it to at least {least:.0f} or lower max_feature_nodes"
+        )
+    chunk = limits.update_interval * limits.batch_size
+    explore = int(limit / 2 // row_bytes) - n_logits
+    explore = min(max(explore // chunk * chunk, 0), budget)
+    return RowPlan(budget, min(kept, n_active), explore)
+
+
+def _check_available(needed: float, n_active: int) -> None:
+    available = _available_memory()
+    if available is not None and needed > 0.9 * available:
+        raise CircuitscopeError(
+            f"rows for all {n_active} active features need {needed / 2**30:.1f} GB, more than "
+            f"the {available / 2**30:.1f} GB available; set max_feature_nodes (e.g. 4096)"
+        )
+
+
+def _available_memory() -> float | None:
+    """MemAvailable from /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def visit_rows(
+    rep: LocalReplacement,
+    targets: list[LogitTarget],
+    limits: AttributionLimits,
+    progress: bool = True,
+) -> Visit:
+    """Compute the logit rows, then the feature rows in order of influence."""
+    layout = all_columns(len(rep.features), rep.n_layers, rep.seq_len)
+    n_logits = len(targets)
+    itemsize = torch.empty((), dtype=rep.dtype).element_size()
+    n_other = layout.n_columns - layout.n_features
+    plan = plan_rows(layout.n_features, n_other, n_logits, limits, itemsize)
+    selection = Selection(layout.n_features, plan.kept_columns, plan.exploration_rows)
+    computer = RowComputer(rep, layout, limits.batch_size, limits.writer_cache_mb * MB)
+    rows = plan.budget if plan.kept_columns is None else plan.exploration_rows
+    buffer = RowBuffer.empty(n_logits + rows, layout.n_columns, n_logits, rep.dtype)
+    logit_injections = [Injection(sites.FINAL_NORM, rep.seq_len - 1, t.vector) for t in targets]
+    for start, chunk in _chunks(logit_injections, limits.batch_size):
+        nodes = torch.arange(start, start + len(chunk)) + layout.n_columns
+        buffer.add(computer.rows(chunk), nodes)
+    probabilities = torch.tensor([t.probability for t in targets], dtype=rep.dtype)
+    visited = torch.zeros(layout.n_features, dtype=torch.bool)
+    bar = tqdm(total=plan.budget, desc="feature rows", unit="row", disable=not progress)
+    while int(visited.sum()) < plan.budget:
+        if buffer.full and buffer.capacity < n_logits + plan.budget:  # exploring ends
+            weights = _weights(buffer, probabilities)
+            buffer, layout, visited = _restrict(buffer, layout, visited, weights, plan)
+            computer.set_layout(layout)
+        weights = _weights(buffer, probabilities)
+        restricted = layout.n_features < selection.n_active
+        pending = _next_features(buffer, weights, visited, plan.budget, limits, restricted)
+        if restricted:
+            selection.bound_ratios.append(pending.bound_ratio)
+        ordered = _batch_order(rep, layout, pending.features)
+        for _, chunk in _chunks(ordered.tolist(), limits.batch_size):
+            injections = [_feature_injection(rep, layout, column) for column in chunk]
+            buffer.add(computer.rows(injections), torch.tensor(chunk))
+            visited[chunk] = True
+            bar.update(len(chunk))
+    bar.close()
+    return Visit(buffer, layout, selection)
+
+
+def _weights(buffer: RowBuffer, probabilities: Tensor) -> Tensor:
+    """[n_columns + n_logits] the logit probabilities on the logit nodes."""
+    weights = torch.zeros(buffer.n_columns + len(probabilities), dtype=probabilities.dtype)
+    weights[buffer.n_columns :] = probabilities
+    return weights
+
+
+def _restrict(
+    buffer: RowBuffer, layout: ColumnLayout, visited: Tensor, weights: Tensor, plan: RowPlan
+) -> tuple[RowBuffer, ColumnLayout, Tensor]:
+    """Keep columns for the visited features and the unvisited ones scoring highest."""
+    assert plan.kept_columns is not None
+    values, nodes, outside_sum, outside_max = buffer.filled()
+    scores = influence_scores(values, nodes, weights, outside_sum, outside_max).scores
+    scores = scores[: layout.n_features].clone()
+    scores[visited] = torch.inf
+    ranked = torch.argsort(scores, descending=True, stable=True)
+    kept = torch.sort(ranked[: plan.kept_columns]).values
+    n_logits = len(weights) - buffer.n_columns
+    restricted = buffer.restricted(kept, layout.n_features, n_logits, n_logits + plan.budget)
+    new_layout = ColumnLayout(layout.candidates[kept], layout.n_layers, layout.seq_len)
+    return restricted, new_layout, visited[kept]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    features: Tensor
+    """[k] candidate columns to compute next."""
+    bound_ratio: float
+    """No feature without a column scores more than this times the lowest one picked."""
+
+
+def _next_features(
+    buffer: RowBuffer,
+    weights: Tensor,
+    visited: Tensor,
+    budget: int,
+    limits: AttributionLimits,
+    restricted: bool,
+) -> _Pending:
+    """The unvisited candidates to compute next, most influential first."""
+    wanted = min(limits.update_interval * limits.batch_size, budget - int(visited.sum()))
+    wanted = min(wanted, buffer.capacity - buffer.n)
+    n_candidates = len(visited)
+    if budget == n_candidates and not restricted:
+        return _Pending(torch.nonzero(~visited).flatten()[:wanted], 0.0)
+    values, nodes, outside_sum, outside_max = buffer.filled()
+    result = influence_scores(values, nodes, weights, outside_sum, outside_max)
+    scores = result.scores[:n_candidates]
+    ranked = torch.argsort(scores, descending=True, stable=True)
+    chosen = ranked[~visited[ranked]][:wanted]
+    lowest = float(scores[chosen].min()) if len(chosen) else 0.0
+    if result.outside_bound == 0.0:
+        return _Pending(chosen, 0.0)
+    return _Pending(chosen, result.outside_bound / lowest if lowest > 0 else float("inf"))
+
+
+def _batch_order(rep: LocalReplacement, layout: ColumnLayout, pending: Tensor) -> Tensor:
+    """Group targets by layer, positions ascending within it: a backward from layer l runs
+    through layers below l only, and through the prompt prefix its targets need."""
+    features = layout.candidates[pending]
+    pending = pending[torch.argsort(rep.features.position[features], stable=True)]
+    layers = rep.features.layer[layout.candidates[pending]]
+    return pending[torch.argsort(layers, descending=True, stable=True)]
+
+
+def _feature_injection(rep: LocalReplacement, layout: ColumnLayout, column: int) -> Injection:
+    feature = int(layout.candidates[column])
+    layer = int(rep.features.layer[feature])
+    encoder = rep.transcoder.encoder(layer).W_enc[:, int(rep.features.index[feature])]
+    return Injection(sites.mlp_in(layer), int(rep.features.position[feature]), encoder.detach())
+
+
+def _chunks(items: list, size: int) -> Iterator[tuple[int, list]]:
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]

@@ -1,0 +1,137 @@
+"""Rows restricted to the most influential columns (long prompts) against full rows."""
+
+import pytest
+import torch
+
+from circuitscope.attribution.attribute import AttributionLimits, attribute
+from circuitscope.attribution.replacement import build_replacement
+from circuitscope.attribution.row_buffer import RowBuffer
+from circuitscope.attribution.rows import RowBatch
+from circuitscope.attribution.selection import influence_scores
+from circuitscope.attribution.targets import top_logit_targets
+from circuitscope.attribution.visit import MB, plan_rows
+from circuitscope.errors import CircuitscopeError
+from circuitscope.models.adapter import ModelAdapter
+from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
+from circuitscope.testing.tiny_transcoders import tiny_transcoder
+
+PROMPT = "two plus two is four, and the river ran past the mill"
+
+
+def _replacement_and_targets(kind: str = "clt"):
+    adapter = ModelAdapter(tiny_model("llama", dtype=torch.float64))
+    tokenizer = tiny_tokenizer()
+    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(PROMPT).input_ids]])
+    rep = build_replacement(adapter, tiny_transcoder(adapter, kind, dtype="float64"), ids)
+    targets = top_logit_targets(adapter, tokenizer, rep.recording.logits[0, -1], 3)
+    return rep, targets
+
+
+def _row_mb(rep, n_logits: int, budget: int) -> float:
+    """The memory full rows for `budget` features would take."""
+    n_columns = len(rep.features) + (rep.n_layers + 1) * rep.seq_len + n_logits
+    return (n_logits + budget) * n_columns * 8 / MB
+
+
+@pytest.mark.parametrize("kind", ["clt", "plt"])
+def test_restricted_rows_visit_the_same_features_with_the_same_edges(kind):
+    rep, targets = _replacement_and_targets(kind)
+    budget = 48
+    common = dict(max_feature_nodes=budget, batch_size=8, update_interval=1)
+    full = attribute(rep, targets, AttributionLimits(**common), progress=False)
+    mb = 0.7 * _row_mb(rep, len(targets), budget)
+    run = attribute(rep, targets, AttributionLimits(**common, row_buffer_mb=mb), progress=False)
+    selection = run.selection
+    assert full.selection["kept_columns"] is None
+    assert budget < selection["kept_columns"] < len(rep.features)
+    assert selection["exploration_rows"] == 8
+    assert selection["exact"] and 0 <= selection["worst_bound_ratio"] < 1
+    assert run.rows_computed == full.rows_computed == budget + len(targets)
+    graph, reference = run.graph, full.graph
+    assert [graph.node_key(i) for i in range(graph.n_nodes)] == [
+        reference.node_key(i) for i in range(reference.n_nodes)
+    ]
+    torch.testing.assert_close(graph.adjacency, reference.adjacency, rtol=1e-12, atol=1e-12)
+
+
+def test_too_few_columns_for_a_certificate_still_gives_exact_edges():
+    rep, targets = _replacement_and_targets()
+    budget = 48
+    common = dict(max_feature_nodes=budget, batch_size=8, update_interval=1)
+    n_other = (rep.n_layers + 1) * rep.seq_len + len(targets)
+    tight = (len(targets) + budget) * (budget + 4 + n_other) * 8 / MB  # 4 spare columns
+    run = attribute(rep, targets, AttributionLimits(**common, row_buffer_mb=tight), progress=False)
+    assert run.selection["kept_columns"] == budget + 4
+    assert not run.selection["exact"]
+    full = attribute(rep, targets, AttributionLimits(batch_size=8), progress=False).graph
+    index = full.node_index()
+    graph = run.graph
+    mapping = torch.tensor([index[graph.node_key(i)] for i in range(graph.n_nodes)])
+    torch.testing.assert_close(graph.adjacency, full.adjacency[mapping][:, mapping])
+
+
+def test_a_budget_that_cannot_fit_is_refused_with_the_memory_needed():
+    limits = AttributionLimits(max_feature_nodes=4096, row_buffer_mb=64)
+    with pytest.raises(CircuitscopeError, match="raise it to at least"):
+        plan_rows(900_000, 31_744, 10, limits, 4)
+
+
+def test_all_features_beyond_the_available_memory_is_refused(monkeypatch):
+    from circuitscope.attribution import visit
+
+    monkeypatch.setattr(visit, "_available_memory", lambda: 8 * 2**30)
+    with pytest.raises(CircuitscopeError, match="set max_feature_nodes"):
+        plan_rows(50_000, 1_000, 10, AttributionLimits(), 4)  # 10 GB of rows
+    plan = plan_rows(50_000, 1_000, 10, AttributionLimits(max_feature_nodes=512), 4)
+    assert plan.kept_columns is None and plan.budget == 512
+
+
+def test_restricting_a_buffer_moves_dropped_columns_into_the_outside_totals():
+    # 3 feature columns, 1 error column, 1 logit column; rows: logit, feature 0.
+    buffer = RowBuffer.empty(3, n_columns=4, n_logits=1, dtype=torch.float64)
+    buffer.add(
+        RowBatch(torch.tensor([[1.0, -5.0, 2.0, 0.5]]), torch.tensor([0.25]), torch.tensor([3.0])),
+        torch.tensor([4]),
+    )
+    buffer.add(
+        RowBatch(torch.tensor([[0.0, 7.0, -1.0, 2.0]]), torch.tensor([1.0]), torch.tensor([0.5])),
+        torch.tensor([0]),
+    )
+    kept = buffer.restricted(torch.tensor([0, 2]), n_features=3, n_logits=1, capacity=4)
+    assert kept.n == 2 and kept.capacity == 4 and kept.n_columns == 3
+    torch.testing.assert_close(
+        kept.values[:2, :3],
+        torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 2.0]], dtype=torch.float64),
+    )
+    torch.testing.assert_close(kept.outside_sum[:2], torch.tensor([5.25, 8.0], dtype=torch.float64))
+    torch.testing.assert_close(kept.outside_max[:2], torch.tensor([5.0, 7.0], dtype=torch.float64))
+    assert kept.nodes[:2].tolist() == [3, 0]  # the logit node follows the new columns
+    with pytest.raises(ValueError, match="own node"):
+        buffer.restricted(torch.tensor([1, 2]), n_features=3, n_logits=1, capacity=4)
+
+
+def test_scores_of_kept_columns_do_not_change_and_the_bound_holds():
+    generator = torch.Generator().manual_seed(0)
+    n_features, n_other = 40, 6
+    n_nodes = n_features + n_other + 1  # one logit
+    values = torch.randn(9, n_nodes, generator=generator, dtype=torch.float64)
+    values[:, -1] = 0.0
+    nodes = torch.tensor([n_nodes - 1, *range(8)])  # the logit row, then features 0..7
+    values[torch.arange(1, 9), torch.arange(8)] = 0.0  # no self-edges
+    values[1:, :8] = torch.triu(values[1:, :8], diagonal=1)  # a DAG among rows
+    weights = torch.zeros(n_nodes, dtype=torch.float64)
+    weights[-1] = 1.0
+    full = influence_scores(values, nodes, weights).scores
+    kept = torch.arange(20)
+    dropped = values[:, 20:n_features].abs()
+    columns = torch.cat([kept, torch.arange(n_features, n_nodes)])
+    restricted = influence_scores(
+        values[:, columns],
+        torch.tensor([len(columns) - 1, *range(8)]),
+        weights[columns],
+        dropped.sum(dim=1),
+        dropped.amax(dim=1),
+    )
+    torch.testing.assert_close(restricted.scores[:20], full[:20], rtol=1e-12, atol=1e-15)
+    assert float(full[20:n_features].max()) <= restricted.outside_bound
+    assert restricted.outside_bound < 2 * float(full[20:n_features].max()) * (n_features - 20)
