@@ -41,7 +41,7 @@ TRANSCODERS = {
 FULL = {
     "lengths": [8, 32, 128, 512],
     "max_feature_nodes": 2048,
-    "budget_from": 128,
+    "budget_from": 32,
     "peer_budget_min": 15.0,
 }
 QUICK = {"lengths": [8], "max_feature_nodes": 512, "budget_from": 0, "peer_budget_min": 5.0}
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--budget-from",
         type=int,
-        help="the first length with a feature budget (default 128; below it, all features)",
+        help="the first length with a feature budget (default 32; below it, all features)",
     )
     parser.add_argument("--max-n-logits", type=int, default=10)
     parser.add_argument("--desired-logit-prob", type=float, default=0.95)
