@@ -30,7 +30,7 @@ def test_every_edge_equals_a_measured_perturbation(arch: str, kind: Literal["clt
         ],
         dim=1,
     )
-    predicted = graph.adjacency[target_rows(graph)][:, columns]
+    predicted = graph.edges[:, columns]  # rows: target_rows(graph)
     kinds = graph.node_kind[columns]
     for kind_code in (FEATURE, ERROR, TOKEN):
         block = kinds == kind_code
@@ -47,5 +47,5 @@ def test_skip_connection_edges_match_perturbations():
     rep, graph, directions = _graph_and_replacement("llama", "plt", skip=True)
     columns = source_columns(graph).tolist()[:64]
     measured = measured_columns(rep, graph, columns, directions)
-    predicted = graph.adjacency[target_rows(graph)][:, columns]
+    predicted = graph.edges[:, columns]  # rows: target_rows(graph)
     torch.testing.assert_close(predicted, measured, atol=1e-9, rtol=1e-7)

@@ -9,7 +9,8 @@ from circuitscope.testing.tiny_graphs import tiny_graph
 
 def test_edges_only_point_forward(arch):
     graph = tiny_graph(arch, "clt")
-    targets, sources = torch.nonzero(graph.adjacency, as_tuple=True)
+    rows, sources = torch.nonzero(graph.edges, as_tuple=True)
+    targets = graph.target_nodes()[rows]
     kind_t, kind_s = graph.node_kind[targets], graph.node_kind[sources]
     assert torch.all((kind_t == FEATURE) | (kind_t == LOGIT)), (
         "only features and logits have inputs"
@@ -23,5 +24,5 @@ def test_edges_only_point_forward(arch):
     assert bool(both.any()) and bool((kind_s == TOKEN).any())
     # No feature at the BOS position, and influence is finite (no cycle).
     assert torch.all(graph.node_position[graph.node_kind == FEATURE] > 0)
-    scores = influence(normalize_rows(graph.adjacency), graph.logit_weights())
+    scores = influence(normalize_rows(graph.edges), graph.logit_weights())
     assert torch.isfinite(scores).all() and scores.sum() > 0

@@ -7,7 +7,7 @@ from circuitscope.attribution.attribute import AttributionLimits, attribute
 from circuitscope.attribution.replacement import build_replacement
 from circuitscope.attribution.targets import top_logit_targets
 from circuitscope.errors import CircuitscopeError
-from circuitscope.graph.graph import ERROR, FEATURE, LOGIT
+from circuitscope.graph.graph import ERROR, FEATURE
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
@@ -70,8 +70,7 @@ def test_error_columns_account_for_removing_the_errors(arch):
             )
         return directions @ result.cache[sites.FINAL_NORM][0, -1]
 
-    logits = graph.node_kind == LOGIT
-    error_sum = graph.adjacency[logits][:, graph.node_kind == ERROR].sum(dim=1)
+    error_sum = graph.edges[graph.n_features :, graph.span(ERROR)].sum(dim=1)  # logit rows
     torch.testing.assert_close(logit_values(False), logit_values(True) - error_sum)
     assert error_sum.abs().max() > 1e-3
 
@@ -93,7 +92,7 @@ def test_budget_keeps_exact_rows_of_the_most_influential_features():
     # The kept features are among the most influential ones of the full graph.
     from circuitscope.graph.influence import influence, normalize_rows
 
-    scores = influence(normalize_rows(full.adjacency), full.logit_weights())
+    scores = influence(normalize_rows(full.edges), full.logit_weights())
     features = torch.nonzero(full.node_kind == FEATURE).flatten()
     top = set(features[scores[features].argsort(descending=True)[:8]].tolist())
     assert top <= set(mapping.tolist())

@@ -8,14 +8,15 @@ from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN, Graph
 
 
 def make_graph(kinds: list[int], edges: dict[tuple[int, int], float], values: list[float]) -> Graph:
-    """Nodes of the given kinds (ordered), edges {(target, source): weight}."""
+    """Nodes of the given kinds (ordered), edges {(target, source): weight} (node indices)."""
     n = len(kinds)
     adjacency = torch.zeros(n, n, dtype=torch.float64)
     for (target, source), weight in edges.items():
         adjacency[target, source] = weight
     n_logits = kinds.count(LOGIT)
     positions = torch.arange(n)
-    return Graph(
+    return Graph.from_adjacency(
+        adjacency,
         prompt="hand made",
         input_ids=torch.arange(kinds.count(TOKEN)),
         input_tokens=[f"t{i}" for i in range(kinds.count(TOKEN))],
@@ -24,7 +25,6 @@ def make_graph(kinds: list[int], edges: dict[tuple[int, int], float], values: li
         node_position=positions,
         node_feature=torch.arange(n),
         node_value=torch.tensor(values, dtype=torch.float64),
-        adjacency=adjacency,
         n_layers=2,
         logit_labels=[f"logit{i}" for i in range(n_logits)],
     )

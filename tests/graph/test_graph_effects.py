@@ -6,6 +6,9 @@ from graph_builders import make_graph
 from circuitscope.graph.effects import total_effects_on_logits, unit_effects
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN
 
+CHAIN_KINDS = [FEATURE, FEATURE, ERROR, TOKEN, LOGIT]
+CHAIN_EDGES = {(1, 0): 4.0, (4, 0): 1.0, (4, 1): 6.0, (1, 2): 1.5, (4, 2): 0.5, (0, 3): 5.0}
+
 
 def _chain():
     """f1 (a=2) -> f2 (a=3) -> L; f1 -> L; e -> f2, e -> L; t -> f1.
@@ -15,14 +18,12 @@ def _chain():
     Doubling f2 (d = 3): 2·3 = 6. Doubling e (d = 1): 0.5 + 2·1.5 = 3.5. Token: 0 (f1 <- t
     has weight 5, f1 unit effects on L total 0.5 + 2·2 = 4.5 per unit, so t gives 5·4.5).
     """
-    kinds = [FEATURE, FEATURE, ERROR, TOKEN, LOGIT]
-    edges = {(1, 0): 4.0, (4, 0): 1.0, (4, 1): 6.0, (1, 2): 1.5, (4, 2): 0.5, (0, 3): 5.0}
-    return make_graph(kinds, edges, [2.0, 3.0, 0.0, 0.0, 1.0])
+    return make_graph(CHAIN_KINDS, CHAIN_EDGES, [2.0, 3.0, 0.0, 0.0, 1.0])
 
 
 def test_unit_effects_divide_feature_columns_by_activation():
-    unit = unit_effects(_chain())
-    assert unit[1, 0] == 2.0 and unit[4, 1] == 2.0 and unit[4, 2] == 0.5 and unit[0, 3] == 5.0
+    unit = unit_effects(_chain(), torch.tensor([0, 1, 2, 3]))  # rows f1, f2, L
+    assert unit[1, 0] == 2.0 and unit[2, 1] == 2.0 and unit[2, 2] == 0.5 and unit[0, 3] == 5.0
 
 
 def test_total_effects_follow_every_path():
@@ -36,9 +37,7 @@ def test_total_effects_do_not_depend_on_node_order():
     graph = _chain()
     # The same graph with the two features swapped in the table (not in layer order).
     order = torch.tensor([1, 0, 2, 3, 4])
-    swapped = make_graph(
-        [FEATURE, FEATURE, ERROR, TOKEN, LOGIT], {}, graph.node_value[order].tolist()
-    )
-    swapped.adjacency = graph.adjacency[order][:, order]
+    edges = {(int(order[t]), int(order[s])): w for (t, s), w in CHAIN_EDGES.items()}
+    swapped = make_graph(CHAIN_KINDS, edges, graph.node_value[order].tolist())
     effects = total_effects_on_logits(swapped, torch.tensor([1, 0, 2]))
     torch.testing.assert_close(effects, torch.tensor([[9.0, 6.0, 3.5]], dtype=torch.float64))

@@ -67,7 +67,15 @@ def test_pruned_graph_round_trips(pruned):
     for name in ("node_kind", "node_layer", "node_position", "node_feature"):
         assert torch.equal(getattr(back, name), getattr(pruned, name)), name
     torch.testing.assert_close(back.node_value, pruned.node_value.double())
-    torch.testing.assert_close(back.adjacency, pruned.adjacency.double())
+    torch.testing.assert_close(back.edges, pruned.edges.double())
     assert back.n_layers == pruned.n_layers and back.prompt == pruned.prompt
     assert back.logit_labels == pruned.logit_labels
     assert torch.equal(back.input_ids, pruned.input_ids)
+
+
+def test_import_refuses_a_link_into_a_token(pruned):
+    document = json.loads(json.dumps(export_neuronpedia(pruned, "capital", "tiny-clt")))
+    token = next(n["node_id"] for n in document["nodes"] if n["feature_type"] == "embedding")
+    document["links"].append({"source": token, "target": token, "weight": 1.0})
+    with pytest.raises(CircuitscopeError, match="only features and logits have inputs"):
+        import_neuronpedia(document)

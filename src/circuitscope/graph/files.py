@@ -1,5 +1,8 @@
 """A graph on disk: `graph.safetensors` (tensors) + `graph.json` (everything else).
 
+The safetensors file holds the node tables ([n] each), `input_ids` [seq], and
+`edges` [n_features + n_logits, n_sources], the block `Graph.edges` (format 2).
+Format 1 files held the square `adjacency` [n, n] instead; they load as well.
 No pickle anywhere: safetensors holds only tensors, JSON only plain data.
 """
 
@@ -14,20 +17,20 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.graph.graph import Graph
+from circuitscope.graph.graph import Graph, edges_from_adjacency
 
 TENSORS_FILE = "graph.safetensors"
 JSON_FILE = "graph.json"
-FORMAT_VERSION = 1
-_TENSOR_FIELDS = (
+FORMAT_VERSION = 2
+_NODE_FIELDS = (
     "input_ids",
     "node_kind",
     "node_layer",
     "node_position",
     "node_feature",
     "node_value",
-    "adjacency",
 )
+_TENSOR_FIELDS = (*_NODE_FIELDS, "edges")
 
 
 def save_graph(graph: Graph, folder: str | Path, name: str = "graph") -> Path:
@@ -65,18 +68,29 @@ def load_graph(folder: str | Path, name: str = "graph") -> Graph:
         info = json.loads(json_path.read_text())
     except json.JSONDecodeError as error:
         raise CircuitscopeError(f"cannot read {json_path}: {error}") from error
-    missing = [key for key in _TENSOR_FIELDS if key not in tensors]
-    if missing:
-        raise CircuitscopeError(f"{tensors_path} lacks tensors {missing}")
-    return Graph(
-        prompt=info["prompt"],
-        input_tokens=list(info["input_tokens"]),
-        n_layers=int(info["n_layers"]),
-        logit_labels=list(info["logit_labels"]),
-        metadata=dict(info.get("metadata", {})),
-        node_influence=tensors.get("node_influence"),
-        **{key: tensors[key] for key in _TENSOR_FIELDS},
-    )
+    missing = [key for key in _NODE_FIELDS if key not in tensors]
+    if missing or ("edges" not in tensors and "adjacency" not in tensors):
+        raise CircuitscopeError(f"{tensors_path} lacks tensors {missing or ['edges']}")
+    try:
+        return Graph(
+            prompt=info["prompt"],
+            input_tokens=list(info["input_tokens"]),
+            n_layers=int(info["n_layers"]),
+            logit_labels=list(info["logit_labels"]),
+            metadata=dict(info.get("metadata", {})),
+            node_influence=tensors.get("node_influence"),
+            edges=_edges(tensors),
+            **{key: tensors[key] for key in _NODE_FIELDS},
+        )
+    except ValueError as error:
+        raise CircuitscopeError(f"cannot read {tensors_path}: {error}") from error
+
+
+def _edges(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The edge block, from `edges` or, in a format-1 file, the square `adjacency`."""
+    if "edges" in tensors:
+        return tensors["edges"]
+    return edges_from_adjacency(tensors["adjacency"], tensors["node_kind"])
 
 
 def _json_default(value: Any) -> Any:

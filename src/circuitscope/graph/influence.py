@@ -1,10 +1,14 @@
-"""Influence of every node on the logits, through the normalised |adjacency|.
+"""Influence of every node on the logits, through the normalised |edges|.
 
-Conventions: A[t, s] is the direct effect of source s on target t (rows are
-targets). Ā = |A| with each row scaled to sum 1. A node's influence is the
+Conventions (see graph.py): the edge block A [n_targets, n_sources] has rows for
+targets, features first then the n_logits logits, and columns for sources, the
+features first (feature f is row f and column f), then errors and tokens.
+Ā = |A| with each row scaled to sum 1. A node's influence is the
 logit-probability-weighted sum over every path from it to the logits:
-w · (Ā + Ā² + …) = w · ((I − Ā)⁻¹ − I). The graph is a DAG, so Ā is nilpotent
-and the series ends after at most (longest path) terms.
+w · (Ā + Ā² + …) = w · ((I − Ā)⁻¹ − I) on the square matrix. On the block, the
+walk starts at the logit rows, x₁ = w · Ā_logits [n_sources], and each step goes
+on from the features it reached, x_{k+1} = x_k[:n_features] · Ā_features. The graph
+is a DAG, so the walk ends after at most (longest path) steps.
 """
 
 from __future__ import annotations
@@ -13,38 +17,47 @@ import torch
 from torch import Tensor
 
 
-def normalize_rows(adjacency: Tensor) -> Tensor:
-    """|A| with every row scaled to sum 1 (all-zero rows stay zero). [n, m] -> [n, m].
+def normalize_rows(edges: Tensor, in_place: bool = False) -> Tensor:
+    """|A| with every row scaled to sum 1 (all-zero rows stay zero). [r, m] -> [r, m].
 
-    One new [n, m] tensor; the scaling is done in place on it."""
-    magnitude = adjacency.abs()
+    One new [r, m] tensor, or none with `in_place` (then `edges` itself is overwritten)."""
+    magnitude = edges.abs_() if in_place else edges.abs()
     sums = magnitude.sum(dim=1, keepdim=True)
     scale = torch.where(sums > 0, 1.0 / sums.clamp(min=1e-30), 0.0)
     return magnitude.mul_(scale)
 
 
-def influence(normalized: Tensor, weights: Tensor, max_steps: int | None = None) -> Tensor:
-    """w · (Ā + Ā² + …) for square Ā [n, n] and w [n]; returns [n].
+def influence(normalized: Tensor, logit_weights: Tensor, max_steps: int | None = None) -> Tensor:
+    """Each source's influence on the logits: w · (Ā + Ā² + …). Returns [n_sources].
 
-    Raises if the series has not ended after `max_steps` terms (default n): a cycle.
-    """
-    steps = normalized.shape[0] if max_steps is None else max_steps
-    current = weights @ normalized
+    normalized: Ā [n_features + n_logits, n_sources], rows features then logits (see the
+    module docstring); logit_weights: w [n_logits], the weights of the logit rows.
+    Raises if the walk has not ended after `max_steps` steps (default n_features + 1):
+    a cycle among the features."""
+    n_features = normalized.shape[0] - len(logit_weights)
+    steps = n_features + 1 if max_steps is None else max_steps
+    features = normalized[:n_features]
+    current = logit_weights @ normalized[n_features:]
     total = current.clone()
     for _ in range(steps):
-        if not torch.any(current):
+        if not torch.any(current[:n_features]):
             return total
-        current = current @ normalized
+        current = current[:n_features] @ features
         total += current
-    if torch.any(current):
-        raise ValueError("influence series did not end: the adjacency has a cycle")
+    if torch.any(current[:n_features]):
+        raise ValueError("influence series did not end: the edges have a cycle")
     return total
 
 
-def influence_by_inverse(normalized: Tensor, weights: Tensor) -> Tensor:
-    """The same as `influence`, by w · ((I − Ā)⁻¹ − I); for checks on small graphs."""
-    eye = torch.eye(normalized.shape[0], dtype=normalized.dtype, device=normalized.device)
-    return weights @ (torch.linalg.inv(eye - normalized) - eye)
+def influence_by_inverse(normalized: Tensor, logit_weights: Tensor) -> Tensor:
+    """The same as `influence`, in closed form: x₁ + x₁[:f] (I − Ā_ff)⁻¹ Ā_features,
+    Ā_ff the feature-to-feature block [f, f]; for checks on small graphs."""
+    n_features = normalized.shape[0] - len(logit_weights)
+    features = normalized[:n_features]
+    first = logit_weights @ normalized[n_features:]
+    eye = torch.eye(n_features, dtype=normalized.dtype, device=normalized.device)
+    reached = first[:n_features] @ torch.linalg.inv(eye - features[:, :n_features])
+    return first + reached @ features
 
 
 def partial_influence(
@@ -79,21 +92,24 @@ def partial_influence(
     return total
 
 
-def edge_influence(normalized: Tensor, weights: Tensor, in_place: bool = False) -> Tensor:
-    """Each edge's share of influence: Ā[t, s] · (influence(t) + w(t)). [n, n].
+def edge_influence(normalized: Tensor, logit_weights: Tensor, in_place: bool = False) -> Tensor:
+    """Each edge's share of influence: Ā[r, s] times the weight of row r's target (a
+    feature's influence, a logit's probability). [n_targets, n_sources] like Ā.
 
-    in_place: scale `normalized` itself (no second n × n tensor)."""
-    node = influence(normalized, weights) + weights
+    in_place: scale `normalized` itself (no second copy of the block)."""
+    n_features = normalized.shape[0] - len(logit_weights)
+    sources = influence(normalized, logit_weights)
+    row_weights = torch.cat([sources[:n_features], logit_weights])
     if in_place:
-        return normalized.mul_(node[:, None])
-    return normalized * node[:, None]
+        return normalized.mul_(row_weights[:, None])
+    return normalized * row_weights[:, None]
 
 
 def cumulative_threshold(scores: Tensor, fraction: float) -> Tensor:
     """The smallest score among the top scores that make up `fraction` of their sum.
 
-    Scores are non-negative; only the positive ones are sorted (an n × n edge score
-    matrix is mostly zeros)."""
+    Scores are non-negative; only the positive ones are sorted (an edge score block
+    is mostly zeros)."""
     flat = scores.flatten()
     positive = flat[flat > 0]
     if len(positive) == 0:

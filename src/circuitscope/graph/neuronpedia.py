@@ -16,9 +16,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN, Graph
+from circuitscope.graph.graph import (
+    ERROR,
+    FEATURE,
+    LOGIT,
+    TOKEN,
+    Graph,
+    count_sources,
+    target_rows,
+)
 
 SCHEMA_VERSION = 1
 FEATURE_TYPES = {
@@ -70,8 +79,9 @@ def export_neuronpedia(
         raise ValueError("node ids are not unique")
     cumulative = _cumulative_influence(graph)
     nodes = [_node(graph, index, ids[index], cumulative[index]) for index in range(graph.n_nodes)]
-    targets, sources = torch.nonzero(graph.adjacency, as_tuple=True)
-    weights = graph.adjacency[targets, sources].tolist()
+    rows, sources = torch.nonzero(graph.edges, as_tuple=True)
+    weights = graph.edges[rows, sources].tolist()
+    targets = graph.target_nodes()[rows]
     links = [
         {"source": ids[s], "target": ids[t], "weight": w}
         for t, s, w in zip(targets.tolist(), sources.tolist(), weights, strict=True)
@@ -179,10 +189,9 @@ def import_neuronpedia(document: dict[str, Any]) -> Graph:
     rows.sort(key=lambda row: row[0])
     n_layers = _n_layers(document, rows)
     table = [_node_row(kind, node, n_layers) for kind, node in rows]
+    node_kind = torch.tensor([row[0] for row in table], dtype=torch.long)
     index = {node["node_id"]: i for i, (_, node) in enumerate(rows)}
-    adjacency = torch.zeros(len(rows), len(rows), dtype=torch.float64)
-    for link in document["links"]:
-        adjacency[index[link["target"]], index[link["source"]]] = float(link["weight"])
+    edges = _edges(document["links"], index, node_kind)
     tokens = sorted((pos, feature) for kind, _, pos, feature, _ in table if kind == TOKEN)
     metadata = document["metadata"]
     labels = [node["clerp"].removeprefix("Output ") for kind, node in rows if kind == LOGIT]
@@ -190,16 +199,31 @@ def import_neuronpedia(document: dict[str, Any]) -> Graph:
         prompt=metadata["prompt"],
         input_ids=torch.tensor([token for _, token in tokens], dtype=torch.long),
         input_tokens=list(metadata["prompt_tokens"]),
-        node_kind=torch.tensor([row[0] for row in table], dtype=torch.long),
+        node_kind=node_kind,
         node_layer=torch.tensor([row[1] for row in table], dtype=torch.long),
         node_position=torch.tensor([row[2] for row in table], dtype=torch.long),
         node_feature=torch.tensor([row[3] for row in table], dtype=torch.long),
         node_value=torch.tensor([row[4] for row in table], dtype=torch.float64),
-        adjacency=adjacency,
+        edges=edges,
         n_layers=n_layers,
         logit_labels=labels,
         metadata={"imported_from": metadata.get("slug", "")},
     )
+
+
+def _edges(links: list[dict[str, Any]], index: dict[str, int], node_kind: Tensor) -> Tensor:
+    """The edge block [n_targets, n_sources] (see `Graph.edges`) of the JSON links."""
+    rows = target_rows(node_kind)
+    edges = torch.zeros(int((rows >= 0).sum()), count_sources(node_kind), dtype=torch.float64)
+    for link in links:
+        row, source = int(rows[index[link["target"]]]), index[link["source"]]
+        if row < 0 or source >= edges.shape[1]:
+            raise CircuitscopeError(
+                f"link {link['source']} -> {link['target']}: only features and logits have "
+                "inputs, and logits have no outputs"
+            )
+        edges[row, source] = float(link["weight"])
+    return edges
 
 
 def _n_layers(document: dict[str, Any], rows: list[tuple[int, dict[str, Any]]]) -> int:

@@ -38,8 +38,9 @@ def render_graph(graph: Graph, path: str | Path, title: str = "", max_edges: int
     """Draw `graph` into a PNG at `path`."""
     plt = pyplot()
     coords = node_coordinates(graph)
-    targets, sources = torch.nonzero(graph.adjacency, as_tuple=True)
-    weights = graph.adjacency[targets, sources]
+    rows, sources = torch.nonzero(graph.edges, as_tuple=True)
+    weights = graph.edges[rows, sources]
+    targets = graph.target_nodes()[rows]
     keep = weights.abs().argsort(descending=True)[:max_edges]
     width = max(8.0, 1.2 * len(graph.input_tokens))
     figure, axes = plt.subplots(figsize=(width, 7))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from circuitscope.graph.graph import ERROR, TOKEN, Graph
 from circuitscope.graph.influence import influence, normalize_rows
 
@@ -23,18 +25,18 @@ class GraphScores:
 
 
 def graph_scores(graph: Graph) -> GraphScores:
+    """Both scores; memory: one normalised copy of `graph.edges`."""
     weights = graph.logit_weights()
-    normalized = normalize_rows(graph.adjacency)
-    node_influence = influence(normalized, weights)
-    errors = graph.node_kind == ERROR
-    tokens = graph.node_kind == TOKEN
-    error_influence = node_influence[errors].sum()
-    token_influence = node_influence[tokens].sum()
+    normalized = normalize_rows(graph.edges)
+    source_influence = influence(normalized, weights)
+    error_influence = source_influence[graph.span(ERROR)].sum()
+    token_influence = source_influence[graph.span(TOKEN)].sum()
     source_total = token_influence + error_influence
     replacement = float(token_influence / source_total) if source_total > 0 else 1.0
-    non_error_fraction = 1.0 - normalized[:, errors].sum(dim=1)
+    non_error_fraction = 1.0 - normalized[:, graph.span(ERROR)].sum(dim=1)
     has_inputs = normalized.sum(dim=1) > 0
-    output_influence = (node_influence + weights) * has_inputs
+    row_weights = torch.cat([source_influence[: graph.n_features], weights])
+    output_influence = row_weights * has_inputs
     total = output_influence.sum()
     completeness = (
         float((non_error_fraction * output_influence).sum() / total) if total > 0 else 1.0

@@ -240,9 +240,10 @@ def check_edges(
     to_full = full.node_index()
     pairs: list[tuple[int, int]] = []  # (target, source) in the full graph
     sources = [n for n in nodes if int(full.node_kind[n]) == FEATURE]
+    pruned_targets = pruned.target_nodes()
     for source in sources:
-        column = pruned.adjacency[:, lookup[full.node_key(source)]]
-        for target in torch.nonzero(column).flatten().tolist():
+        column = pruned.edges[:, lookup[full.node_key(source)]]
+        for target in pruned_targets[torch.nonzero(column).flatten()].tolist():
             pairs.append((to_full[pruned.node_key(target)], source))
     if not pairs:
         return {"n": 0}
@@ -253,7 +254,7 @@ def check_edges(
         keep_activations=True,
     )
     measured = _measured_edges(context, sources, pairs, settings, clean, batch_size, progress)
-    predicted = torch.tensor([-float(full.adjacency[t, s]) for t, s in pairs], dtype=torch.float64)
+    predicted = torch.tensor([-full.edge(t, s) for t, s in pairs], dtype=torch.float64)
     error = (predicted - measured).abs()
     return {
         **agreement(predicted, measured),
