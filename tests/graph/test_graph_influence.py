@@ -112,3 +112,11 @@ def test_edge_block_layout():
 def test_edges_outside_the_block_are_refused(edge, problem):
     with pytest.raises(ValueError, match=problem):
         make_graph([FEATURE, FEATURE, ERROR, TOKEN, LOGIT], {edge: 1.0}, [1.0] * 5)
+
+
+def test_positive_values_are_gathered_in_chunks():
+    from circuitscope.graph.influence import _positive_values
+
+    scores = torch.tensor([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0], [0.0, 0.0, 0.0], [4.0, 5.0, 0.0]])
+    assert _positive_values(scores, chunk=2).tolist() == [2.0, 1.0, 3.0, 4.0, 5.0]
+    assert _positive_values(scores.T, chunk=5).tolist() == [1.0, 4.0, 2.0, 5.0, 3.0]

@@ -108,16 +108,41 @@ def edge_influence(normalized: Tensor, logit_weights: Tensor, in_place: bool = F
 def cumulative_threshold(scores: Tensor, fraction: float) -> Tensor:
     """The smallest score among the top scores that make up `fraction` of their sum.
 
-    Scores are non-negative; only the positive ones are sorted (an edge score block
-    is mostly zeros)."""
-    flat = scores.flatten()
-    positive = flat[flat > 0]
+    Scores are non-negative; only the positive ones are sorted (an edge score block is
+    mostly zeros). Memory: two [k] tensors for the k positive scores."""
+    positive = _positive_values(scores)
     if len(positive) == 0:
-        return flat.max() if len(flat) else torch.tensor(0.0)
-    ordered = torch.sort(positive, descending=True).values
+        return scores.max() if scores.numel() else torch.tensor(0.0)
+    ordered = _sort_descending(positive)
     total = ordered.sum()
     if total <= 0:
         return ordered[0] if len(ordered) else torch.tensor(0.0)
-    cumulative = torch.cumsum(ordered, dim=0) / total
+    cumulative = torch.cumsum(ordered, dim=0).div_(total)
     index = int(torch.searchsorted(cumulative, torch.tensor(fraction, dtype=cumulative.dtype)))
     return ordered[min(index, len(ordered) - 1)]
+
+
+def _positive_values(scores: Tensor, chunk: int = 1 << 22) -> Tensor:
+    """[k] the positive entries of `scores` (any shape), gathered a chunk at a time (a
+    boolean index of the whole tensor would make [k] int64 indices)."""
+    flat = scores.flatten()
+    pieces = range(0, len(flat), chunk)
+    counts = [int((flat[i : i + chunk] > 0).sum()) for i in pieces]
+    positive = torch.empty(sum(counts), dtype=scores.dtype, device=scores.device)
+    start = 0
+    for i, count in zip(pieces, counts, strict=True):
+        piece = flat[i : i + chunk]
+        positive[start : start + count] = piece[piece > 0]
+        start += count
+    return positive
+
+
+def _sort_descending(values: Tensor) -> Tensor:
+    """`values` [k] sorted from largest to smallest, in place where it can be.
+
+    On the CPU numpy sorts the negated values in place (torch.sort would make a sorted
+    copy and [k] int64 indices); negation is exact, so the result is the same."""
+    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+        values.neg_().numpy().sort()
+        return values.neg_()
+    return torch.sort(values, descending=True).values
