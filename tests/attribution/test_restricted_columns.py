@@ -1,5 +1,7 @@
 """Rows restricted to the most influential columns (long prompts) against full rows."""
 
+from typing import Literal
+
 import pytest
 import torch
 
@@ -18,7 +20,7 @@ from circuitscope.testing.tiny_transcoders import tiny_transcoder
 PROMPT = "two plus two is four, and the river ran past the mill"
 
 
-def _replacement_and_targets(kind: str = "clt"):
+def _replacement_and_targets(kind: Literal["clt", "plt"] = "clt"):
     adapter = ModelAdapter(tiny_model("llama", dtype=torch.float64))
     tokenizer = tiny_tokenizer()
     ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(PROMPT).input_ids]])
@@ -135,3 +137,53 @@ def test_scores_of_kept_columns_do_not_change_and_the_bound_holds():
     torch.testing.assert_close(restricted.scores[:20], full[:20], rtol=1e-12, atol=1e-15)
     assert float(full[20:n_features].max()) <= restricted.outside_bound
     assert restricted.outside_bound < 2 * float(full[20:n_features].max()) * (n_features - 20)
+
+
+def _dense_influence(adjacency: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """w · ((I − Ā)⁻¹ − I) with Ā = |A| rows scaled to sum 1: the reference."""
+    magnitude = adjacency.abs()
+    sums = magnitude.sum(dim=1, keepdim=True)
+    normalized = torch.where(sums > 0, magnitude / sums.clamp(min=1e-300), 0.0)
+    eye = torch.eye(len(adjacency), dtype=adjacency.dtype)
+    return weights @ (torch.linalg.inv(eye - normalized) - eye)
+
+
+def _random_dag(n_features: int, n_sources: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A square adjacency (features, other sources, 2 logits) and logit weights."""
+    generator = torch.Generator().manual_seed(seed)
+    n = n_features + n_sources + 2
+    adjacency = torch.zeros(n, n, dtype=torch.float64)
+    sources = n_features + n_sources
+    block = torch.randn(n_features, sources, generator=generator, dtype=torch.float64)
+    block[:, :n_features] = torch.tril(block[:, :n_features], diagonal=-1)
+    adjacency[:n_features, :sources] = block
+    adjacency[sources:, :sources] = torch.randn(2, sources, generator=generator).double()
+    weights = torch.zeros(n, dtype=torch.float64)
+    weights[sources:] = torch.tensor([0.7, 0.3], dtype=torch.float64)
+    return adjacency, weights
+
+
+def test_scores_with_every_row_are_the_influence():
+    adjacency, weights = _random_dag(12, 5, seed=1)
+    rows = torch.nonzero(adjacency.abs().sum(dim=1) > 0).flatten()
+    scores = influence_scores(adjacency[rows], rows, weights).scores
+    torch.testing.assert_close(scores, _dense_influence(adjacency, weights), rtol=1e-12, atol=1e-14)
+
+
+def test_scores_from_logit_rows_alone_are_the_direct_shares():
+    adjacency, weights = _random_dag(12, 5, seed=2)
+    logits = torch.tensor([17, 18])
+    scores = influence_scores(adjacency[logits], logits, weights).scores
+    shares = adjacency[logits].abs() / adjacency[logits].abs().sum(dim=1, keepdim=True)
+    torch.testing.assert_close(scores, weights[logits] @ shares, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["clt", "plt"])
+def test_refilled_writer_tables_give_the_same_rows_as_kept_ones(kind):
+    rep, targets = _replacement_and_targets(kind)
+    common = dict(max_feature_nodes=40, batch_size=8, update_interval=1)
+    kept = attribute(rep, targets, AttributionLimits(**common), progress=False).graph
+    refilled = AttributionLimits(**common, writer_cache_mb=0.0)
+    graph = attribute(rep, targets, refilled, progress=False).graph
+    assert graph.n_nodes == kept.n_nodes and kept.n_edges > 1000
+    torch.testing.assert_close(graph.edges, kept.edges, rtol=0, atol=0)

@@ -35,13 +35,13 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from circuitscope.attribution.columns import OUTSIDE, ColumnLayout
+from circuitscope.attribution.columns import ColumnLayout
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.writers import (
     ActiveDecoders,
-    WriterTable,
-    writer_table,
-    writer_table_bytes,
+    WriterColumns,
+    writer_edges,
+    writer_slots,
 )
 from circuitscope.models import sites
 from circuitscope.models.adapter import Replacement
@@ -129,24 +129,38 @@ class RowComputer:
         self._constants = replacement.constant_outputs(with_errors=True)
         self._step = max(1, -(-replacement.seq_len // prefix_buckets))
         self._graphs: dict[int, _PrefixGraph] = {}
-        self._writer_cache_bytes = writer_cache_bytes
         self._decoders = ActiveDecoders(replacement.transcoder, replacement.features)
+        self._slots = [
+            writer_slots(replacement.transcoder, replacement.features, layer, replacement.seq_len)
+            for layer in range(replacement.n_layers)
+        ]
+        self._tables = self._cached_tables(writer_cache_bytes)
         self.set_layout(layout)
+
+    def _cached_tables(self, budget: float) -> dict[int, Tensor]:
+        """Fill and keep the tables that fit in `budget` bytes; one scratch for the rest."""
+        d_model = self.replacement.adapter.d_model
+        device = self.replacement.transcoder.home
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        tables, scratch = {}, 0
+        for slots in self._slots:
+            size = slots.table_bytes(d_model, itemsize)
+            if size <= budget:
+                empty = torch.zeros(size // itemsize // d_model, d_model, dtype=self.dtype)
+                tables[slots.layer] = slots.fill(self._decoders, empty.to(device))
+                budget -= size
+            else:
+                scratch = max(scratch, slots.seq_len * slots.width)
+        self._scratch = torch.zeros(scratch, d_model, dtype=self.dtype, device=device)
+        if not scratch:  # every table kept: the decoder rows are not needed again
+            self._decoders.clear()
+        return tables
 
     def set_layout(self, layout: ColumnLayout) -> None:
         """Give columns to these candidates from now on (the others count as outside)."""
         self.layout = layout
-        self._feature_columns = layout.feature_columns(len(self.replacement.features))
-        self._cached: dict[int, WriterTable] = {}
-        budget = self._writer_cache_bytes
-        rep = self.replacement
-        for layer in range(rep.n_layers):
-            size = writer_table_bytes(rep.transcoder, rep.features, layer, rep.seq_len, self.dtype)
-            if size <= budget:
-                self._cached[layer] = self._build_writers(layer)
-                budget -= size
-        if len(self._cached) == rep.n_layers:  # nothing left to rebuild: drop the decoders
-            self._decoders = ActiveDecoders(rep.transcoder, rep.features)
+        feature_columns = layout.feature_columns(len(self.replacement.features))
+        self._columns: list[WriterColumns] = [s.columns_of(feature_columns) for s in self._slots]
 
     def prefix_length(self, last_position: int) -> int:
         """The prefix whose graph serves targets up to `last_position`."""
@@ -186,15 +200,6 @@ class RowComputer:
         return RowBatch(
             self._rows[:k].cpu(), self._outside_sum[:k].cpu(), self._outside_max[:k].cpu()
         )
-
-    def _writers(self, layer: int) -> WriterTable:
-        if layer in self._cached:
-            return self._cached[layer]
-        return self._build_writers(layer)
-
-    def _build_writers(self, layer: int) -> WriterTable:
-        rep = self.replacement
-        return writer_table(self._decoders, self._feature_columns, layer, rep.seq_len, self.dtype)
 
     def _graph(self, length: int) -> _PrefixGraph:
         if length not in self._graphs:
@@ -243,14 +248,15 @@ class RowComputer:
         edges = (grad * errors).sum(-1)
         edges[:, 0] = 0.0  # BOS: the same for every prompt, so its error is a constant, not a node
         self._rows[:, start : start + length] = edges
-        table = self._writers(layer).prefix(length)
-        edges = table.edges(grad)
-        inside = table.columns >= 0
-        if bool(inside.any()):
-            columns = table.columns[inside].to(edges.device)
-            self._rows[:, columns] += edges[:, inside.to(edges.device)]
-        outside = table.columns == OUTSIDE
-        if bool(outside.any()):
-            magnitudes = edges[:, outside.to(edges.device)].abs()
+        table = self._tables.get(layer)
+        if table is None:
+            table = self._slots[layer].fill(self._decoders, self._scratch)
+        edges = writer_edges(grad, table)
+        columns = self._columns[layer].prefix(length)
+        if len(columns.inside_slots):
+            inside = columns.inside_slots.to(edges.device)
+            self._rows[:, columns.inside_columns.to(edges.device)] += edges[:, inside]
+        if len(columns.outside_slots):
+            magnitudes = edges[:, columns.outside_slots.to(edges.device)].abs()
             self._outside_sum += magnitudes.sum(dim=1)
             torch.maximum(self._outside_max, magnitudes.amax(dim=1), out=self._outside_max)

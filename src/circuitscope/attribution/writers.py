@@ -3,8 +3,12 @@
 A feature s active at (layer l_s, position p_s) with activation a_s writes
 a_s · W_dec[l_s → l][i_s] into the MLP output of every layer l it decodes to.
 For the edges into a batch of targets, the gradient G_l [B, seq, d] at layer l's
-MLP output is dotted with those vectors: one batched matmul per layer, with the
-writers grouped (and padded) by position.
+MLP output is dotted with those vectors: one batched matmul per layer, over a
+table [seq, width, d] holding each position's writers (padded to the widest).
+
+Where each writer sits (`WriterSlots`) is fixed for a prompt; the vectors are
+either kept (`WriterTable`) or refilled from the decoder rows before each use
+(long prompts: 1.5 million writers would take gigabytes).
 """
 
 from __future__ import annotations
@@ -14,47 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuitscope.attribution.columns import PADDING
+from circuitscope.attribution.columns import OUTSIDE
 from circuitscope.attribution.replacement import ActiveFeatures
 from circuitscope.transcoders.transcoder import Transcoder
-
-
-@dataclass
-class WriterTable:
-    columns: Tensor
-    """[seq, width] each writer's row column; PADDING or OUTSIDE (on the CPU)."""
-    vectors: Tensor
-    """[seq, width, d_model] each writer's output vector into this layer (on the device)."""
-
-    def prefix(self, length: int) -> WriterTable:
-        """The writers at the first `length` positions."""
-        return WriterTable(self.columns[:length], self.vectors[:length])
-
-    def edges(self, grad: Tensor) -> Tensor:
-        """Each writer dotted with the gradient at its position.
-
-        grad [B, seq, d] -> [B, seq, width].
-        """
-        out = torch.bmm(grad.transpose(0, 1).to(self.vectors.dtype), self.vectors.transpose(1, 2))
-        return out.transpose(0, 1)
-
-
-def writers_into(transcoder: Transcoder, features: ActiveFeatures, layer: int) -> Tensor:
-    """[k] indices of the active features that write into `layer`'s MLP output."""
-    clt = transcoder.config.kind == "clt"
-    mask = features.layer <= layer if clt else features.layer == layer
-    return torch.nonzero(mask).flatten()
-
-
-def writer_table_bytes(
-    transcoder: Transcoder, features: ActiveFeatures, layer: int, seq_len: int, dtype: torch.dtype
-) -> int:
-    """The size of `writer_table`'s vectors for `layer`, from the feature table alone."""
-    positions = features.position[writers_into(transcoder, features, layer)]
-    counts = torch.bincount(positions, minlength=seq_len)
-    width = max(int(counts.max()) if len(counts) else 0, 1)
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    return seq_len * width * transcoder.config.d_model * itemsize
 
 
 class ActiveDecoders:
@@ -73,53 +39,115 @@ class ActiveDecoders:
             self._rows[source] = (unique, self.transcoder.active_decoders(source, unique))
         return self._rows[source]
 
-
-def writer_table(
-    decoders: ActiveDecoders,
-    feature_columns: Tensor,
-    layer: int,
-    seq_len: int,
-    dtype: torch.dtype,
-) -> WriterTable:
-    """Every active feature that writes into `layer`'s MLP output.
-
-    feature_columns [N]: each active feature's row column, or OUTSIDE."""
-    features = decoders.features
-    chosen = writers_into(decoders.transcoder, features, layer)
-    vectors = _writer_vectors(decoders, chosen, layer, dtype)
-    return _group_by_position(feature_columns[chosen], vectors, features.position[chosen], seq_len)
+    def clear(self) -> None:
+        self._rows.clear()
 
 
-def _writer_vectors(
-    decoders: ActiveDecoders, chosen: Tensor, layer: int, dtype: torch.dtype
-) -> Tensor:
-    """[k, d]: a_s · W_dec[l_s → layer][i_s] for each chosen active feature."""
-    transcoder, features = decoders.transcoder, decoders.features
-    home = transcoder.home
-    vectors = torch.zeros(len(chosen), transcoder.config.d_model, dtype=dtype, device=home)
-    source_layers = features.layer[chosen]
-    for source in torch.unique(source_layers).tolist():
-        rows = torch.nonzero(source_layers == source).flatten()
-        unique, decoder_rows = decoders.of_layer(source)
-        where = torch.searchsorted(unique, features.index[chosen[rows]])
-        slot = layer - source if transcoder.config.kind == "clt" else 0
-        picked = decoder_rows[where.to(home), slot].to(dtype)
-        values = features.activation[chosen[rows], None].to(home, dtype)
-        vectors[rows.to(home)] = picked * values
-    return vectors
+@dataclass
+class _SourceGroup:
+    source: int
+    slots: Tensor
+    """[k] flat slots (position * width + i) of this source layer's writers."""
+    features: Tensor
+    """[k] their indices into the active features."""
 
 
-def _group_by_position(
-    columns: Tensor, vectors: Tensor, positions: Tensor, seq_len: int
-) -> WriterTable:
+@dataclass
+class WriterSlots:
+    """Where each writer into one layer sits in the layer's table [seq, width, d]."""
+
+    layer: int
+    seq_len: int
+    width: int
+    slots: Tensor
+    """[k] flat slot of each writer, ascending (writers sorted by position)."""
+    features: Tensor
+    """[k] each writer's index into the active features."""
+    groups: list[_SourceGroup]
+
+    def table_bytes(self, d_model: int, itemsize: int) -> int:
+        return self.seq_len * self.width * d_model * itemsize
+
+    def columns_of(self, feature_columns: Tensor) -> WriterColumns:
+        """Which slots have a row column (and which), which count as outside."""
+        columns = feature_columns[self.features]
+        inside = columns >= 0
+        return WriterColumns(
+            self.width,
+            self.slots[inside],
+            columns[inside],
+            self.slots[columns == OUTSIDE],
+        )
+
+    def fill(self, decoders: ActiveDecoders, out: Tensor) -> Tensor:
+        """Write a_s · W_dec[l_s → layer][i_s] into `out` [≥ seq·width, d]; returns the
+        table view [seq, width, d] (padding slots hold whatever `out` held)."""
+        features = decoders.features
+        clt = decoders.transcoder.config.kind == "clt"
+        for group in self.groups:
+            unique, rows = decoders.of_layer(group.source)
+            where = torch.searchsorted(unique, features.index[group.features])
+            slot = self.layer - group.source if clt else 0
+            home = rows.device
+            vectors = rows[:, slot].index_select(0, where.to(home)).to(out.dtype)
+            values = features.activation[group.features].to(home, out.dtype)
+            out.index_copy_(0, group.slots.to(home), vectors * values[:, None])
+        size = self.seq_len * self.width
+        return out[:size].view(self.seq_len, self.width, -1)
+
+
+@dataclass
+class WriterColumns:
+    """The slots of one layer's table that feed row columns, and those counted outside."""
+
+    width: int
+    inside_slots: Tensor
+    """[m] flat slots with a column, ascending."""
+    inside_columns: Tensor
+    """[m] their columns."""
+    outside_slots: Tensor
+    """[o] flat slots of writers without a column, ascending."""
+
+    def prefix(self, length: int) -> WriterColumns:
+        """The slots at the first `length` positions."""
+        end = length * self.width
+        inside = int(torch.searchsorted(self.inside_slots, end))
+        outside = int(torch.searchsorted(self.outside_slots, end))
+        return WriterColumns(
+            self.width,
+            self.inside_slots[:inside],
+            self.inside_columns[:inside],
+            self.outside_slots[:outside],
+        )
+
+
+def writer_edges(grad: Tensor, table: Tensor) -> Tensor:
+    """Each writer dotted with the gradient at its position.
+
+    grad [B, seq, d], table [≥ seq, width, d] -> [B, seq * width] (flat slots)."""
+    length = grad.shape[1]
+    vectors = table[:length]
+    out = torch.bmm(grad.transpose(0, 1).to(vectors.dtype), vectors.transpose(1, 2))
+    return out.permute(1, 0, 2).reshape(grad.shape[0], -1)
+
+
+def writer_slots(
+    transcoder: Transcoder, features: ActiveFeatures, layer: int, seq_len: int
+) -> WriterSlots:
+    """Every active feature that writes into `layer`'s MLP output, placed by position."""
+    clt = transcoder.config.kind == "clt"
+    mask = features.layer <= layer if clt else features.layer == layer
+    chosen = torch.nonzero(mask).flatten()
+    positions = features.position[chosen]
     order = torch.argsort(positions, stable=True)
-    columns, vectors, positions = columns[order], vectors[order], positions[order]
+    chosen, positions = chosen[order], positions[order]
     counts = torch.bincount(positions, minlength=seq_len)
     width = max(int(counts.max()) if len(counts) else 0, 1)
     starts = torch.cumsum(counts, 0) - counts
-    slots = torch.arange(len(positions)) - starts[positions]
-    table_columns = torch.full((seq_len, width), PADDING, dtype=torch.long)
-    table_vectors = vectors.new_zeros(seq_len, width, vectors.shape[-1])
-    table_columns[positions, slots] = columns
-    table_vectors[positions, slots] = vectors
-    return WriterTable(table_columns, table_vectors)
+    slots = positions * width + torch.arange(len(positions)) - starts[positions]
+    sources = features.layer[chosen]
+    groups = [
+        _SourceGroup(source, slots[sources == source], chosen[sources == source])
+        for source in torch.unique(sources).tolist()
+    ]
+    return WriterSlots(layer, seq_len, width, slots, chosen, groups)
