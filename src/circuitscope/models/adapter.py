@@ -300,6 +300,11 @@ class ModelAdapter:
                 probe.frozen = plan.frozen.attention[probe.layer] if plan.frozen else None
             stack.callback(self._reset_probes)
             for layer_index, layer in enumerate(self.layers):
+                if plan.frozen is not None:
+                    attention = layer.get_submodule(self.spec.attention)
+                    for name in self.spec.query_key:
+                        width = _out_features(attention.get_submodule(name))
+                        stack.callback(_swap_submodule(attention, name, _Unused(width)))
                 if layer_index in plan.mlp_out:
                     stack.callback(_swap_submodule(layer, self.spec.mlp, _SkippedMLP()))
                 for name in self.spec.norms:  # before the hooks: some sit on norms
@@ -381,6 +386,26 @@ class _SkippedMLP(nn.Module):
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         return torch.zeros_like(hidden_states)
+
+
+class _Unused(nn.Module):
+    """Stands in for a projection whose output frozen mode never reads (queries, keys):
+    zeros of the right shape, without computing or allocating anything."""
+
+    def __init__(self, out_features: int) -> None:
+        super().__init__()
+        self.out_features = out_features
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        shape = (*hidden_states.shape[:-1], self.out_features)
+        return hidden_states.new_zeros(()).expand(shape)
+
+
+def _out_features(module: nn.Module) -> int:
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, Tensor):
+        raise CircuitscopeError(f"cannot read the output width of {type(module).__name__}")
+    return int(weight.shape[0])
 
 
 def _swap_submodule(parent: nn.Module, name: str, new: nn.Module) -> Callable[[], None]:

@@ -44,6 +44,9 @@ class ArchitectureSpec:
     """The formula of those norms."""
     final_softcap: str | None = None
     """Config attribute holding the final logit soft-cap, if the family has one."""
+    query_key: tuple[str, ...] = ()
+    """Per attention module: the query and key projections (frozen mode skips them: replayed
+    probabilities make their outputs unused). Empty where they are fused with the values."""
     example: str = ""
     """A hub id of a real model of this family, for the docs."""
 
@@ -62,6 +65,7 @@ def _llama_like(name: str, model_type: str, example: str) -> ArchitectureSpec:
         mlp_out="mlp",
         norms=("input_layernorm", "post_attention_layernorm"),
         norm_kind="rms",
+        query_key=("q_proj", "k_proj"),
         example=example,
     )
 
