@@ -5,8 +5,9 @@ all of its output layers with one matmul, and keeps the pre-activations that the
 pre-activation loss needs.
 
 TopK layers take a sparse path: the k kept values and their indices per token
-(`sparse_topk_encode`, whose backward touches only the kept columns of W_enc) are
-decoded by `embedding_bag` (a weighted sum of k decoder rows) instead of a dense
+(`sparse_topk_encode`: a two-stage top-k, `row_topk`, and a backward that forms
+W_enc's gradient from the kept entries only, by one sparse-dense matmul) are decoded
+by `embedding_bag` (a weighted sum of k decoder rows) instead of a dense
 [batch, n] @ [n, n_out·d] matmul; same values and gradients as the dense path (tested).
 """
 
@@ -84,36 +85,83 @@ class _TopKEncode(torch.autograd.Function):
         ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, k: int, relu: bool
     ) -> tuple[Tensor, Tensor, Tensor]:
         h = torch.addmm(bias, x, weight) if x.dim() == 2 else x @ weight + bias
-        values, indices = h.topk(min(k, h.shape[-1]), dim=-1)
+        values, indices = row_topk(h, min(k, h.shape[-1]))
         if relu:
             values = torch.relu(values)
         ctx.save_for_backward(x, weight, values, indices)
         ctx.relu = relu
+        ctx.set_materialize_grads(False)  # h and indices get no gradient: no zero tensors
         ctx.mark_non_differentiable(indices, h)
         return values, indices, h
 
     @staticmethod
     def backward(
-        ctx: Any, grad_values: Tensor, _grad_indices: Tensor, _grad_h: Tensor
+        ctx: Any, grad_values: Tensor | None, _grad_indices: Tensor | None, _grad_h: Tensor | None
     ) -> tuple[Tensor | None, ...]:
         x, weight, values, indices = ctx.saved_tensors
-        if ctx.relu:
-            grad_values = grad_values * (values > 0)
-        d, n = weight.shape
-        flat = indices.reshape(-1)
+        if grad_values is None:
+            return None, None, None, None, None
+        grad: Tensor = grad_values * (values > 0) if ctx.relu else grad_values
+        n = weight.shape[1]
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             rows = weight.t()[indices]  # [batch, k, d]
-            grad_x = (grad_values.to(rows.dtype).unsqueeze(-1) * rows).sum(-2).to(x.dtype)
+            grad_x = (grad.to(rows.dtype).unsqueeze(-1) * rows).sum(-2).to(x.dtype)
         if ctx.needs_input_grad[1]:
-            outer = grad_values.unsqueeze(-1).to(weight.dtype) * x.unsqueeze(-2).to(weight.dtype)
-            grad_t = torch.zeros(n, d, dtype=weight.dtype, device=weight.device)
-            grad_t.index_add_(0, flat, outer.reshape(-1, d))
-            grad_weight = grad_t.t()
+            grad_weight = encoder_weight_grad(x.to(weight.dtype), grad, indices, n).t()
         if ctx.needs_input_grad[2]:
             grad_bias = torch.zeros(n, dtype=weight.dtype, device=weight.device)
-            grad_bias.index_add_(0, flat, grad_values.reshape(-1).to(weight.dtype))
+            grad_bias.index_add_(0, indices.reshape(-1), grad.reshape(-1).to(weight.dtype))
         return grad_x, grad_weight, grad_bias, None, None
+
+
+TOPK_BLOCK = 16
+"""Block size of `row_topk`'s first stage."""
+
+
+def row_topk(h: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k largest entries of each row of h [batch, n], descending: (values, indices).
+
+    The values equal `h.topk(k)`'s; the indices too unless a row has ties at the k-th
+    value (then either choice is a top k, as with `topk` itself). For wide rows, two
+    stages: the maxima of n/16 strided blocks (one vectorised pass), the k blocks with
+    the largest maxima, then `topk` over those blocks' 16·k entries only. A row's k
+    largest entries all lie in those blocks: an entry e outside them sits in a block
+    whose maximum is at most that of each of the k chosen blocks, so k other entries
+    are ≥ e. About 1.5x faster than `topk` on [512, 4096] rows at k = 32 on a CPU.
+    """
+    block = TOPK_BLOCK
+    if h.dim() != 2 or h.shape[1] % block or h.shape[1] // block < 4 * k:
+        values, indices = h.topk(k, dim=-1)
+        return values, indices
+    batch, n = h.shape
+    n_blocks = n // block
+    blocks = h.reshape(batch, block, n_blocks)  # block j: entries j, j + n_blocks, ...
+    chosen = blocks.amax(1).topk(k, dim=-1, sorted=False).indices  # [batch, k]
+    candidates = blocks.gather(2, chosen.unsqueeze(1).expand(batch, block, k))
+    values, position = candidates.reshape(batch, block * k).topk(k, dim=-1)
+    indices = (position // k) * n_blocks + chosen.gather(1, position % k)
+    return values, indices
+
+
+def encoder_weight_grad(x: Tensor, grad_values: Tensor, indices: Tensor, n: int) -> Tensor:
+    """x [batch, d], grad_values and indices [batch, k] -> [n, d], the transpose of dL/dW_enc.
+
+    Row i is Σ over the (token b, slot j) with indices[b, j] = i of grad_values[b, j] · x[b]:
+    the product of a [n, batch] sparse matrix of batch·k entries with x (one sparse-dense
+    matmul, no [batch, k, d] intermediate).
+    """
+    batch, k = indices.shape
+    tokens = torch.arange(batch, device=x.device).repeat_interleave(k)
+    sparse = torch.sparse_coo_tensor(
+        torch.stack([indices.reshape(-1), tokens]),
+        grad_values.reshape(-1).to(x.dtype),
+        (n, batch),
+        check_invariants=False,
+    )
+    # addmm with beta = 0 ignores its (expanded, zero-size) input; torch.sparse.mm would
+    # zero-fill its [n, d] result twice.
+    return torch.addmm(x.new_zeros(()).expand(n, x.shape[1]), sparse, x, beta=0)
 
 
 def sparse_topk_encode(
@@ -123,7 +171,8 @@ def sparse_topk_encode(
 
     The kept values of TopK(x @ W_enc + b_enc) (ReLU'd if `relu`) and their feature
     indices; h (the dense pre-activations) carries no gradient. The backward pass
-    adds only the kept columns' gradients (index_add) instead of a dense matmul.
+    forms only the kept entries' gradients (`encoder_weight_grad`, a sparse-dense
+    matmul) instead of a dense one.
     """
     out = _TopKEncode.apply(x, weight, bias, k, relu)
     return out[0], out[1], out[2]  # type: ignore[index]
@@ -175,7 +224,10 @@ def training_forward(
         pre_list.append(h)
     biases = torch.stack([transcoder.layer(layer).b_dec for layer in range(n_layers)])
     stacked = torch.stack([o for o in outputs if o is not None], dim=1)
-    return TrainingForward(pre_list, act_list, stacked + biases, top_list)
+    # In place where the dtypes agree: stack's backward does not need its output.
+    same = stacked.dtype == biases.dtype
+    stacked = stacked.add_(biases) if same else stacked + biases
+    return TrainingForward(pre_list, act_list, stacked, top_list)
 
 
 def decoder_norms(transcoder: Transcoder) -> list[Tensor]:

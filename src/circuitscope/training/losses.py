@@ -19,8 +19,13 @@ from torch import Tensor
 
 
 def reconstruction_loss(reconstruction: Tensor, target: Tensor) -> Tensor:
-    """reconstruction, target: [batch, n_layers, d_model] -> scalar mean_b Σ_l ‖ŷ_l − y_l‖²."""
-    return (reconstruction.float() - target.float()).pow(2).sum(dim=(1, 2)).mean()
+    """reconstruction, target: [batch, n_layers, d_model] -> scalar mean_b Σ_l ‖ŷ_l − y_l‖².
+
+    `mse_loss` with a sum: one pass forward and one backward, no [batch, n_layers, d_model]
+    intermediates for the difference and its square.
+    """
+    total = torch.nn.functional.mse_loss(reconstruction.float(), target.float(), reduction="sum")
+    return total / reconstruction.shape[0]
 
 
 def tanh_sparsity_loss(
