@@ -152,3 +152,22 @@ def test_resume_after_sigkill_reaches_the_same_weights(tiny_store: Path, tmp_pat
         assert torch.equal(a[name], b[name]), name
     log = [json.loads(line)["step"] for line in (tmp_path / "killed" / "train_log.jsonl").open()]
     assert log == list(range(25, 301, 25))
+
+
+def test_fused_adam_on_cpu_takes_the_default_adam_steps():
+    from circuitscope.training.trainer import make_optimizer
+
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(50, 7, generator=g), torch.randn(7, generator=g)]
+    runs = []
+    for fused in (True, False):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        optimizer = make_optimizer(params, 1e-2) if fused else torch.optim.Adam(params, lr=1e-2)
+        assert bool(optimizer.defaults.get("fused")) == fused
+        for step in range(5):
+            for p in params:
+                p.grad = torch.sin(p.detach() * (step + 1))
+            optimizer.step()
+        runs.append(params)
+    for got, want in zip(*runs, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)

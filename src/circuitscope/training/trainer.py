@@ -92,6 +92,15 @@ class LossModule(nn.Module):
         return loss, terms, out
 
 
+def make_optimizer(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam, fused (one kernel per parameter: the same update in one pass instead of
+    about eight) where this torch has it for the parameters' device, else the default."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
 def use_autocast(setting: str, device: torch.device) -> bool:
     """Whether to autocast matmuls to bf16: asked for, or auto on CUDA / CPUs with native bf16."""
     if setting == "off":
@@ -140,7 +149,7 @@ def _train(
     means = (stats.mean_out * s_out.double()[:, None]).float()
     transcoder = init_transcoder(config, settings, means).to(device)
     params = parameter_list(transcoder)
-    optimizer = torch.optim.Adam([p for _, p in params], lr=settings.lr)
+    optimizer = make_optimizer([p for _, p in params], settings.lr)
     tracker = FeatureTracker(config.n_layers, settings.n_features, settings.dead_after_tokens)
     start = _maybe_resume(out, resume, settings, params, optimizer, tracker)
     module: nn.Module = LossModule(transcoder, settings)
