@@ -188,12 +188,14 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     """One `trace` of the prompt; the full graph saved with save_graph."""
     import torch
 
+    from circuitscope.allocator import return_freed_memory
     from circuitscope.attribution.trace import peak_memory_mb, trace
     from circuitscope.attribution.trace_config import TraceConfig
     from circuitscope.graph.files import save_graph
     from circuitscope.models.loading import load_model
     from circuitscope.transcoders.transcoder import Transcoder
 
+    return_freed_memory()  # as the CLI does
     start = time.perf_counter()
     loaded = load_model(MODEL, device=spec["device"])
     transcoder = Transcoder.load(spec["transcoder"], device=str(loaded.adapter.device))

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from circuitscope import __version__
+from circuitscope.allocator import return_freed_memory
 from circuitscope.cli_args import add_config_arguments, config_from_namespace
 from circuitscope.commands import all_commands
 from circuitscope.errors import CircuitscopeError
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         parser.print_help()
         return EXIT_USER_ERROR
+    return_freed_memory()
     try:
         config = config_from_namespace(command.config, args)
         return command.run(config) or 0
