@@ -86,6 +86,9 @@ class _TopKEncode(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         h = torch.addmm(bias, x, weight) if x.dim() == 2 else x @ weight + bias
         values, indices = row_topk(h, min(k, h.shape[-1]))
+        # Under bf16 autocast h is bf16; the k kept values go on in the weights' dtype, so
+        # their gradients (and W_enc's, formed from them) are not rounded to bf16.
+        values = values.to(weight.dtype)
         if relu:
             values = torch.relu(values)
         ctx.save_for_backward(x, weight, values, indices)
