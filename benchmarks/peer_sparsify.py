@@ -2,34 +2,47 @@
 
     /work/sparsify-venv/bin/python benchmarks/peer_sparsify.py DATA OUT --k 32 ...
 
-Imports nothing from circuitscope. DATA is a safetensors file with `mlp_in` and
-`mlp_out` [tokens, n_layers, d_model] (the benchmark's training tokens, already
-shuffled). sparsify's `Trainer` hooks a model's modules; here the "model" is a
-stand-in whose `layers.{l}.mlp` modules are called with row slices of DATA and
-return the matching `mlp_out` rows, so the unchanged `Trainer.fit` (its hooks,
-bias initialisation, FVU loss, Adam, LR schedule, dead-feature bookkeeping) trains a
-TopK transcoder per layer on exactly the batches circuitscope trains on: the
-"input_ids" are row numbers, batch j is rows [j·B, (j+1)·B). Timing: the stand-in
-records the time of each forward call (one per step); tokens/s is measured between
-the first call after `--warmup` steps and the last call, so neither set-up nor the
-final save is counted. Writes OUT/sparsify/layers.{l}.mlp/{cfg.json,sae.safetensors}
-(sparsify's own format) and OUT/peer.json.
+Imports nothing from circuitscope (only benchmarks/training_rows.py, plain torch). DATA
+is an activation store folder (its shards in order) or one safetensors file, each with
+`mlp_in` and `mlp_out` [tokens, n_layers, d_model]. sparsify's `Trainer` hooks a model's
+modules; here the "model" is a stand-in whose `layers.{l}.mlp` modules are called with
+rows of DATA and return the matching `mlp_out` rows, so the unchanged `Trainer.fit` (its
+hooks, bias initialisation, FVU loss, Adam, LR schedule, dead-feature bookkeeping)
+trains a TopK transcoder per layer on exactly the batches circuitscope trains on: the
+"input_ids" are row numbers, batch j is rows [j·B, (j+1)·B) (wrapping round: epochs).
+
+Timing: the stand-in's forward is called once at the start of each step; the end of
+the last step is when `Trainer.save` is first called. Every `--eval-every` steps (before
+that step's forward) the current SAEs are evaluated on `--heldout` with
+`training_rows.HeldoutMetrics`, clock paused: evaluation is not counted. Writes
+OUT/sparsify/layers.{l}.mlp/{cfg.json,sae.safetensors} (sparsify's own format) and
+OUT/peer.json (step times, held-out checkpoints, tokens/s).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
 
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from torch import nn  # noqa: E402
+from training_rows import (  # noqa: E402  # pyright: ignore[reportMissingImports]
+    Clock,
+    HeldoutMetrics,
+    RowReader,
+    active_mask,
+    data_files,
+)
 
 
 class _MLP(nn.Module):
@@ -62,14 +75,18 @@ class _Config:
 class ActivationReplay(nn.Module):
     """Calls each `layers.{l}.mlp` with mlp_in[rows, l] and makes it return mlp_out[rows, l]."""
 
-    def __init__(self, mlp_in: torch.Tensor, mlp_out: torch.Tensor, seq: int) -> None:
+    def __init__(self, reader: RowReader, seq: int) -> None:
         super().__init__()
-        self.mlp_in, self.mlp_out = mlp_in, mlp_out
-        self.base = _Base(mlp_in.shape[1])
-        self.config = _Config(mlp_in.shape[1])
+        self.reader = reader
+        self.base = _Base(reader.n_layers)
+        self.config = _Config(reader.n_layers)
         self.dummy_inputs = {"input_ids": torch.zeros(1, seq, dtype=torch.long)}
-        self.calls: list[float] = []
+        self.clock = Clock()
+        self.step_times: list[tuple[float, float]] = []
+        self.checkpoints: list[dict[str, Any]] = []
         self.timing = False
+        self.evaluate: Callable[[], dict[str, Any]] | None = None
+        self.eval_every = 0
 
     @property
     def base_model(self) -> nn.Module:  # what sparsify hooks into
@@ -80,41 +97,70 @@ class ActivationReplay(nn.Module):
         return torch.device("cpu")
 
     def forward(self, input_ids: torch.Tensor) -> None:
-        if self.timing:
-            self.calls.append(time.perf_counter())
         rows = input_ids.reshape(-1)
-        shape = (*input_ids.shape, self.mlp_in.shape[-1])
-        x_all, y_all = self.mlp_in[rows].float(), self.mlp_out[rows].float()
+        if self.timing:
+            step = len(self.step_times)
+            if step == 0:
+                self.clock.start()
+            if self.evaluate is not None and self.eval_every and step % self.eval_every == 0:
+                with self.clock.paused():
+                    self.checkpoints.append({"step": step, **self.evaluate()})
+                self.checkpoints[-1]["wall"], self.checkpoints[-1]["cpu"] = self.clock.now()
+            self.step_times.append(self.clock.now())
+        start, count = int(rows[0]), len(rows)
+        contiguous = torch.equal(rows, torch.arange(start, start + count))
+        assert contiguous or not self.timing, "rows not contiguous"  # (sparsify's dummy call)
+        x_all, y_all = self.reader.rows(start, count)
+        shape = (*input_ids.shape, x_all.shape[-1])
         for layer, block in enumerate(self.base.layers):
             block.mlp.target = y_all[:, layer].reshape(shape)  # type: ignore[union-attr]
             block.mlp(x_all[:, layer].reshape(shape))  # type: ignore[operator]
         return None
 
 
+@torch.no_grad()
+def heldout_eval(saes: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """The current SAEs on the held-out rows: training_rows.HeldoutMetrics figures."""
+    n_layers = x.shape[1]
+    names = [f"layers.{layer}.mlp" for layer in range(n_layers)]
+    metrics = HeldoutMetrics(n_layers, [saes[n].num_latents for n in names], x.shape[-1])
+    for xb, yb in zip(x.split(512), y.split(512), strict=True):
+        for layer, name in enumerate(names):
+            sae = saes[name]
+            top_acts, top_indices, _ = sae.encode(xb[:, layer].float())
+            recon = sae.decode(top_acts, top_indices)
+            on = active_mask(top_acts, top_indices, sae.num_latents)
+            metrics.add(layer, recon, yb[:, layer], on)
+    result = metrics.result()
+    return {k: result[k] for k in ("nmse", "l0", "dead")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("data")
+    parser.add_argument("data", help="activation store folder or safetensors file")
     parser.add_argument("out")
     parser.add_argument("--n-features", type=int, default=4096)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--batch-tokens", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=0, help="0: one epoch of DATA")
     parser.add_argument("--seq", type=int, default=128, help="tokens per pseudo-sequence")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lr-warmup-steps", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heldout", default="", help="held-out safetensors file")
+    parser.add_argument("--eval-every", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import sparsify
     from sparsify import SaeConfig, TrainConfig, Trainer
 
-    tensors = load_file(args.data)
-    mlp_in, mlp_out = tensors["mlp_in"], tensors["mlp_out"]
-    n_tokens = mlp_in.shape[0] // args.batch_tokens * args.batch_tokens
-    n_seq = n_tokens // args.seq
+    reader = RowReader(data_files(args.data))
+    steps = args.steps or reader.n_rows // args.batch_tokens
+    n_seq = steps * args.batch_tokens // args.seq
     dataset = [{"input_ids": torch.arange(i * args.seq, (i + 1) * args.seq)} for i in range(n_seq)]
-    model = ActivationReplay(mlp_in, mlp_out, args.seq)
+    model = ActivationReplay(reader, args.seq)
     out = Path(args.out)
     cfg = TrainConfig(
         SaeConfig(num_latents=args.n_features, k=args.k, transcode=True),
@@ -131,14 +177,30 @@ def main() -> None:
         run_name="run",
     )
     trainer = Trainer(cfg, dataset, model)  # type: ignore[arg-type]
+    if args.heldout and args.eval_every:
+        held = load_file(args.heldout)
+        model.evaluate = functools.partial(
+            heldout_eval, trainer.saes, held["mlp_in"].float(), held["mlp_out"].float()
+        )
+        model.eval_every = args.eval_every
+    end: list[tuple[float, float]] = []
+    save = trainer.save
+
+    def save_and_time() -> None:
+        if not end:
+            end.append(model.clock.now())  # the end of the last step
+        save()
+
+    trainer.save = save_and_time  # type: ignore[method-assign]
     model.timing = True
     start = time.perf_counter()
     trainer.fit()
     total = time.perf_counter() - start
-    calls = model.calls
-    steps = len(calls)
-    timed = calls[-1] - calls[args.warmup]
-    tokens_per_second = (steps - 1 - args.warmup) * args.batch_tokens / timed
+    times = model.step_times
+    assert len(times) == steps and end, (len(times), steps)
+    timed_steps = steps - args.warmup
+    wall = end[0][0] - times[args.warmup][0]
+    cpu = end[0][1] - times[args.warmup][1]
     run = out / "checkpoints" / "run"
     dest = out / "sparsify"
     if dest.exists():
@@ -153,15 +215,20 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "steps": steps,
         "tokens": steps * args.batch_tokens,
-        "timed_steps": steps - 1 - args.warmup,
-        "timed_seconds": timed,
-        "tokens_per_second": tokens_per_second,
+        "timed_steps": timed_steps,
+        "timed_seconds": wall,
+        "timed_cpu_seconds": cpu,
+        "tokens_per_second": timed_steps * args.batch_tokens / wall,
+        "tokens_per_cpu_second": timed_steps * args.batch_tokens / cpu,
+        "step_times": [list(t) for t in times],
+        "end": list(end[0]),
+        "checkpoints": model.checkpoints,
         "fit_seconds": total,
         "hookpoints": cfg.hookpoints,
         "settings": {k: v for k, v in vars(args).items()},
     }
     (out / "peer.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(json.dumps({"tokens_per_second": tokens_per_second, "steps": steps}))
+    print(json.dumps({"tokens_per_second": info["tokens_per_second"], "steps": steps}))
 
 
 if __name__ == "__main__":
