@@ -26,3 +26,28 @@ def return_freed_memory() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, _THRESHOLD_BYTES))
     except (OSError, AttributeError):
         return False
+
+
+_M_TRIM_THRESHOLD = -1
+_TRAINING_MMAP_BYTES = 32 << 20  # glibc's largest mmap threshold on 64-bit
+_TRAINING_TRIM_BYTES = 1 << 30
+
+
+def reuse_freed_memory() -> bool:
+    """For training: keep freed blocks below 32 MB in the heap for the next step.
+
+    A training step frees and allocates the same large blocks every time (gradients,
+    pre-activations: 9 MB each per layer at 4096 x 576); with `return_freed_memory`'s
+    1 MB threshold each comes back as fresh pages, zeroed by page faults every step
+    (a 30 x 4096 TopK step on one CPU thread: ~1.45 s -> ~2.0 s). Blocks up to 32 MB
+    come from the heap, and up to 1 GB of free heap is kept rather than trimmed.
+    False where not glibc/Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, _TRAINING_MMAP_BYTES)
+        return bool(ok and libc.mallopt(_M_TRIM_THRESHOLD, _TRAINING_TRIM_BYTES))
+    except (OSError, AttributeError):
+        return False

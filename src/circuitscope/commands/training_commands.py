@@ -152,8 +152,10 @@ def _apply_config_file(config: TrainConfig) -> TrainConfig:
 
 def train_command(config: TrainConfig) -> int:
     """Train a CLT or PLT on an activation store (or straight from a model)."""
+    from circuitscope.allocator import reuse_freed_memory
     from circuitscope.training.trainer import train
 
+    reuse_freed_memory()  # not the CLI's return-at-once policy: steps reuse the same blocks
     config = _apply_config_file(config)
     settings = TrainSettings(
         **{f.name: getattr(config, f.name) for f in dataclasses.fields(TrainSettings)}
