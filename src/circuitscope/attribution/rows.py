@@ -127,6 +127,7 @@ class RowComputer:
         self._anchor = torch.zeros((), device=replacement.adapter.device, requires_grad=True)
         self._tokens = replacement.recording.cache[sites.EMBED][0].to(self.dtype)
         self._constants = replacement.constant_outputs(with_errors=True)
+        self._skip = replacement.transcoder.config.skip_connection
         self._step = max(1, -(-replacement.seq_len // prefix_buckets))
         self._graphs: dict[int, _PrefixGraph] = {}
         self._decoders = ActiveDecoders(replacement.transcoder, replacement.features)
@@ -212,12 +213,16 @@ class RowComputer:
         shape = (batch, length, rep.adapter.d_model)
         embed_value = rep.recording.cache[sites.EMBED][:, :length].to(model_dtype).expand(shape)
         embed = _Tap.apply(self._anchor, embed_value, self._token_edges)
-        mlp_out: dict[int, Replacement] = {}
-        for layer, constant in self._constants.items():
-            value = constant[:, :length].to(model_dtype).expand(shape)
-            tapped = _Tap.apply(self._anchor, value, partial(self._mlp_edges, layer))
-            mlp_out[layer] = rep.with_skip(layer, tapped)
+        mlp_out: dict[int, Replacement] = {
+            layer: self._tapped_output(layer, constant[:, :length].to(model_dtype).expand(shape))
+            for layer, constant in self._constants.items()
+        }
         targets = [sites.mlp_in(layer) for layer in range(rep.n_layers)] + [sites.FINAL_NORM]
+        states = {site: _InletState() for site in targets}
+
+        def inlet(site: str, value: Tensor) -> Tensor:  # the site's activations are dropped
+            return _Inlet.apply(value, states[site])
+
         with torch.enable_grad():
             result = rep.adapter.run(
                 rep.input_ids[:, :length].expand(batch, -1),
@@ -227,12 +232,22 @@ class RowComputer:
                 capture=targets,
                 keep_graph=True,
                 unembed=False,
+                capture_as=inlet,
             )
-            inlets = {}
-            for site in targets:
-                state = _InletState()
-                inlets[site] = (_Inlet.apply(result.cache[site], state), state)
-        return _PrefixGraph(length, inlets)
+        return _PrefixGraph(length, {site: (result.cache[site], states[site]) for site in targets})
+
+    def _tapped_output(self, layer: int, value: Tensor) -> Callable[[Tensor], Tensor]:
+        """The MLP output as a function of the MLP input, tapped when the layer runs.
+
+        Made during the forward, the tap's backward runs as soon as its gradient
+        arrives; made before it, autograd would run every tap last and hold every
+        layer's gradient [B, seq, d] until then."""
+
+        def output(mlp_in: Tensor) -> Tensor:
+            tapped = _Tap.apply(self._anchor, value, partial(self._mlp_edges, layer))
+            return tapped + self.replacement.skip_term(layer, mlp_in) if self._skip else tapped
+
+        return output
 
     def _token_edges(self, grad: Tensor) -> None:
         length = grad.shape[1]

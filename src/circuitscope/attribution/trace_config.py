@@ -36,7 +36,7 @@ class TraceConfig:
     """Memory for the rows. When rows over every active feature would not fit (long
     prompts), only the features ranked most influential keep a column; the graph's
     metadata says whether the choice provably equals the unrestricted one."""
-    writer_cache_mb: float = 1024.0
+    writer_cache_mb: float = 512.0
     """Memory for feature output vectors kept between backward passes (others are rebuilt)."""
     node_threshold: float = 0.8
     """Pruning: keep the nodes holding this share of influence on the logits."""

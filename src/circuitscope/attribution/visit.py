@@ -50,7 +50,7 @@ class AttributionLimits:
     """Batches between re-estimates of feature influence."""
     row_buffer_mb: float = 2048.0
     """Memory for the rows; beyond it, only the most influential features keep columns."""
-    writer_cache_mb: float = 1024.0
+    writer_cache_mb: float = 512.0
     """Memory for the feature output vectors kept between passes (others are rebuilt)."""
 
 

@@ -87,10 +87,12 @@ class _RunPlan:
     live_mlp_in: dict[int, Tensor] = field(default_factory=dict)
     cache: dict[str, Tensor] = field(default_factory=dict)
     scales: dict[str, Tensor] = field(default_factory=dict)
+    capture_as: Callable[[str, Tensor], Tensor] | None = None
 
     def keep(self, name: str, value: Tensor) -> None:
         if self.record or name in self.capture:
-            self.cache[name] = value if self.keep_graph else value.detach()
+            value = value if self.keep_graph else value.detach()
+            self.cache[name] = value if self.capture_as is None else self.capture_as(name, value)
 
 
 def _submodule(root: nn.Module, path: str) -> nn.Module:
@@ -213,6 +215,7 @@ class ModelAdapter:
         capture: Collection[str] = (),
         unembed: bool = True,
         mlp_edit: Mapping[int, MlpEdit] | None = None,
+        capture_as: Callable[[str, Tensor], Tensor] | None = None,
     ) -> ForwardResult:
         """One forward pass. input_ids: [batch, seq].
 
@@ -230,6 +233,9 @@ class ModelAdapter:
         mlp_edit: per layer, a function (live MLP input, MLP output) -> new output,
             applied after any `mlp_out` replacement; the MLP itself still runs unless
             replaced. Interventions use it.
+        capture_as: turns each captured site (name, value) into what the cache keeps,
+            as soon as it is computed (a small handle for a later backward, say), so
+            the site's activations need not live until the pass ends.
         """
         input_ids = self._checked_ids(input_ids)
         if frozen is not None:
@@ -242,6 +248,7 @@ class ModelAdapter:
         plan = _RunPlan(
             record, keep_graph, frozen, mlp_out or {}, embed, frozenset(capture), mlp_edit or {}
         )
+        plan.capture_as = capture_as
         self._check_replacements(plan, input_ids)
         with self._hooks(plan):
             if unembed:
