@@ -4,13 +4,13 @@ import pytest
 import torch
 from graph_builders import diamond, make_graph
 
+from circuitscope.attribution.selection import influence_scores
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN, Graph
 from circuitscope.graph.influence import (
     cumulative_threshold,
     influence,
     influence_by_inverse,
     normalize_rows,
-    partial_influence,
 )
 from circuitscope.graph.scores import graph_scores
 
@@ -33,21 +33,21 @@ def test_diamond_influence_by_series_and_inverse():
 
 
 def node_weights(graph) -> torch.Tensor:
-    """[n] the logit weights on the logit nodes, 0 elsewhere (partial_influence's weights)."""
+    """[n] the logit weights on the logit nodes, 0 elsewhere (influence_scores' weights)."""
     return torch.where(graph.node_kind == LOGIT, graph.node_value, 0.0)
 
 
-def test_partial_influence_with_every_row_is_the_influence():
+def test_scores_from_every_row_are_the_influence():
     graph = diamond()
     rows = torch.tensor([4, 0, 1])  # the nodes that have incoming edges
-    result = partial_influence(graph.adjacency[rows], rows, node_weights(graph))
+    result = influence_scores(graph.adjacency[rows], rows, node_weights(graph)).scores
     torch.testing.assert_close(result, DIAMOND_INFLUENCE)
 
 
-def test_partial_influence_with_logit_rows_only():
+def test_scores_from_the_logit_rows_only():
     graph = diamond()
     rows = torch.tensor([4])
-    result = partial_influence(graph.adjacency[rows], rows, node_weights(graph))
+    result = influence_scores(graph.adjacency[rows], rows, node_weights(graph)).scores
     expected = torch.tensor([0.125, 0.375, 0.0, 0.0, 0.0], dtype=torch.float64)
     torch.testing.assert_close(result, expected)
 

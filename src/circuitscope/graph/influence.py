@@ -60,38 +60,6 @@ def influence_by_inverse(normalized: Tensor, logit_weights: Tensor) -> Tensor:
     return first + reached @ features
 
 
-def partial_influence(
-    rows: Tensor, row_nodes: Tensor, weights: Tensor, max_steps: int = 256, chunk: int = 512
-) -> Tensor:
-    """Influence from the rows computed so far of a graph still being built.
-
-    rows: [r, n], the computed rows (targets) over all n nodes as columns;
-    row_nodes: [r], the node each row belongs to; weights: [n], the logit weights
-    (nonzero only on logit nodes, which must have rows). Returns [n].
-
-    Paths run only through nodes that have rows, so the series is summed inside the
-    small [r, r] block first, and the [r, n] rows are read once, in chunks (no
-    normalised copy of them is made).
-    """
-    sums = torch.cat([rows[i : i + chunk].abs().sum(dim=1) for i in range(0, len(rows), chunk)])
-    scale = torch.where(sums > 0, 1.0 / sums.clamp(min=1e-30), 0.0)
-    block = rows[:, row_nodes].abs() * scale[:, None]
-    current = weights[row_nodes].clone()
-    paths = current.clone()
-    for _ in range(max_steps):
-        current = current @ block
-        if not torch.any(current):
-            break
-        paths += current
-    else:
-        raise ValueError("partial influence did not end: the rows have a cycle")
-    coefficients = paths * scale
-    total = torch.zeros_like(weights)
-    for i in range(0, len(rows), chunk):
-        total += coefficients[i : i + chunk] @ rows[i : i + chunk].abs()
-    return total
-
-
 def edge_influence(normalized: Tensor, logit_weights: Tensor, in_place: bool = False) -> Tensor:
     """Each edge's share of influence: Ā[r, s] times the weight of row r's target (a
     feature's influence, a logit's probability). [n_targets, n_sources] like Ā.
