@@ -8,10 +8,10 @@ The same visiting scheme as circuit-tracer, so graphs agree where inputs agree.
 
 Memory. Rows span every active feature as a column, and long prompts have
 hundreds of thousands of them: 4096 rows of a 1024-token prompt would take
-about 15 GB. When the rows would not fit in `row_buffer_mb`, the first rows are
-computed over every column (as many as half the buffer holds); then only the
+about 25 GB. When the rows would not fit in `row_buffer_mb`, the first rows are
+computed over every column (as many as a quarter of it holds); then only the
 features ranked highest by the influence estimated so far keep a column (as
-many as the buffer holds), and the others are only summed per row, so every
+many as the other three quarters hold), and the others are only summed per row, so every
 row's normalisation stays exact and the scores of the kept features are the
 ones the full computation would give. An uncounted feature cannot score more
 than a bound computed at each update; while the bound stays below the lowest
@@ -112,16 +112,18 @@ def plan_rows(
     if budget == n_active:
         _check_available(needed, n_active)
         return RowPlan(budget, None, 0)
-    kept = int(limit // ((n_logits + budget) * itemsize)) - n_other - n_logits
+    # While the columns are restricted both buffers exist: a quarter of the limit for the
+    # rows over every column, three quarters for the restricted ones.
+    restricted = 0.75 * limit
+    kept = int(restricted // ((n_logits + budget) * itemsize)) - n_other - n_logits
     if kept < budget:
-        least = (n_logits + budget) * (budget + n_other + n_logits) * itemsize / MB
+        least = (n_logits + budget) * (budget + n_other + n_logits) * itemsize / MB / 0.75
         raise CircuitscopeError(
             f"row_buffer_mb={limits.row_buffer_mb:g} cannot hold {budget} feature rows of this "
             f"prompt; raise it to at least {least:.0f} or lower max_feature_nodes"
         )
-    chunk = limits.update_interval * limits.batch_size
-    explore = int(limit / 2 // row_bytes) - n_logits
-    explore = min(max(explore // chunk * chunk, 0), budget)
+    explore = int((limit - restricted) // row_bytes) - n_logits
+    explore = min(max(explore // limits.batch_size * limits.batch_size, 0), budget)
     return RowPlan(budget, min(kept, n_active), explore)
 
 
