@@ -493,6 +493,23 @@ def _block_cell(name: str, block: dict[str, Any]) -> str:
     return f"{block['max_abs_diff']:.1e} / {block['scale']:.1e}"
 
 
+def selection_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """For runs whose rows were restricted to the most influential columns (--row-buffer-mb)."""
+    lines = []
+    for row in rows:
+        selection = row.get("ours", {}).get("selection") or {}
+        if selection.get("kept_columns") is None:
+            continue
+        exact = "provably the unrestricted choice" if selection["exact"] else "not certified"
+        lines.append(
+            f"- {row['kind']} {row['n_positions']} tokens: columns restricted to "
+            f"{selection['kept_columns']} of {selection['n_active']} active features after "
+            f"{selection['exploration_rows']} feature rows; selection {exact} (largest bound "
+            f"over lowest pick {selection['worst_bound_ratio']:.3g})"
+        )
+    return lines
+
+
 def agreement_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     for row in rows:
@@ -566,6 +583,9 @@ def write_results(report: dict[str, Any], folder: Path) -> None:
             *agreement_lines(report["runs"]),
             "",
         ]
+    selections = selection_lines(report["runs"])
+    if selections:
+        lines += ["Rows restricted to the most influential columns:", "", *selections, ""]
     lines.append("Columns: see benchmarks/README.md. Full numbers in the .json beside this file.")
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
     print(f"\nwritten {stem}.md and .json")

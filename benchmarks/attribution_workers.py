@@ -237,6 +237,7 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_mb_in_process": round(peak_memory_mb(), 1),
         "load_peak_memory_mb": round(load_peak, 1),
         "torch_threads": torch.get_num_threads(),
+        "selection": graph.metadata.get("selection", {}),
     }
 
 
