@@ -200,6 +200,20 @@ def ours(args: argparse.Namespace) -> None:
             holder["transcoder"] = transcoder
 
     trainer_module.LossModule = CapturingLossModule  # type: ignore[misc]
+    if args.center_encoder:  # experiment: sparsify's start, b_enc = -mean(x) W_enc
+        initial = trainer_module.init_transcoder
+        s_in = torch.tensor(source.stats.input_scales(), dtype=torch.float64)
+        mean_in = (source.stats.mean_in * s_in[:, None]).float()
+
+        def centred(*init_args: Any, **init_kwargs: Any) -> Any:
+            transcoder = initial(*init_args, **init_kwargs)
+            with torch.no_grad():
+                for layer in range(transcoder.config.n_layers):
+                    block = transcoder.layer(layer)
+                    block.b_enc.copy_(-(mean_in[layer] @ block.W_enc))
+            return transcoder
+
+        trainer_module.init_transcoder = centred  # type: ignore[assignment]
     end: list[tuple[float, float]] = []
 
     def end_of_training(*_args: Any, **_kwargs: Any) -> None:  # replaces the final checkpoint
@@ -579,6 +593,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--autocast", default="off", choices=["off", "auto", "bf16"])
     parser.add_argument("--dense", action="store_true", help="(ours) the dense TopK path")
+    parser.add_argument(
+        "--center-encoder",
+        action="store_true",
+        help="(ours, experiment) start with b_enc = -mean(x) W_enc, as sparsify does",
+    )
     parser.add_argument("--before", action="store_true", help="also time the dense path once")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast run")
     parser.add_argument("--reprepare", action="store_true", help="record the activations again")
