@@ -188,3 +188,30 @@ def test_refilled_writer_tables_give_the_same_rows_as_kept_ones(kind):
     graph = attribute(rep, targets, refilled, progress=False).graph
     assert graph.n_nodes == kept.n_nodes and kept.n_edges > 1000
     torch.testing.assert_close(graph.edges, kept.edges, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["clt", "plt"])
+def test_outside_totals_are_those_of_the_whole_rows(kind):
+    """A CLT feature writes into several layers: its |edge| is that of the sum."""
+    from circuitscope.attribution.attribute import _no_parameter_grads
+    from circuitscope.attribution.columns import ColumnLayout, all_columns
+    from circuitscope.attribution.rows import Injection, RowComputer
+    from circuitscope.models import sites
+
+    rep, targets = _replacement_and_targets(kind)
+    n_active = len(rep.features)
+    every = all_columns(n_active, rep.n_layers, rep.seq_len)
+    injections = [Injection(sites.FINAL_NORM, rep.seq_len - 1, t.vector) for t in targets]
+    kept = torch.arange(0, n_active, 3)
+    dropped = torch.tensor([c for c in range(n_active) if c % 3])
+    with _no_parameter_grads(rep.adapter.model, rep.transcoder):
+        computer = RowComputer(rep, every, batch_size=4)
+        whole = computer.rows(injections).values
+        computer.set_layout(ColumnLayout(kept, rep.n_layers, rep.seq_len))
+        part = computer.rows(injections)
+    other = torch.arange(n_active, every.n_columns)
+    torch.testing.assert_close(part.values, whole[:, torch.cat([kept, other])], rtol=0, atol=0)
+    magnitudes = whole[:, dropped].abs()
+    torch.testing.assert_close(part.outside_sum, magnitudes.sum(dim=1), rtol=1e-12, atol=0)
+    torch.testing.assert_close(part.outside_max, magnitudes.amax(dim=1), rtol=0, atol=0)
+    assert float(part.outside_max.min()) > 0

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from circuitscope.attribution.columns import ColumnLayout
+from circuitscope.attribution.columns import ColumnLayout, all_columns
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.writers import (
     ActiveDecoders,
@@ -136,6 +136,10 @@ class RowComputer:
             for layer in range(replacement.n_layers)
         ]
         self._tables = self._cached_tables(writer_cache_bytes)
+        n_active = len(replacement.features)
+        self._every = all_columns(n_active, replacement.n_layers, replacement.seq_len)
+        every_column = self._every.feature_columns(n_active)
+        self._columns: list[WriterColumns] = [s.columns_of(every_column) for s in self._slots]
         self.set_layout(layout)
 
     def _cached_tables(self, budget: float) -> dict[int, Tensor]:
@@ -158,10 +162,21 @@ class RowComputer:
         return tables
 
     def set_layout(self, layout: ColumnLayout) -> None:
-        """Give columns to these candidates from now on (the others count as outside)."""
+        """Give columns to these candidates from now on (the others count as outside).
+
+        The backward passes always fill rows over every active feature (a CLT feature's
+        edge sums its writes into several layers, so only whole rows give its |edge|);
+        the layout picks the columns returned and which ones are summed as outside."""
         self.layout = layout
-        feature_columns = layout.feature_columns(len(self.replacement.features))
-        self._columns: list[WriterColumns] = [s.columns_of(feature_columns) for s in self._slots]
+        n_active = len(self.replacement.features)
+        if layout.n_features == n_active:
+            self._kept, self._outside = None, None
+            return
+        outside = torch.ones(n_active, dtype=torch.bool)
+        outside[layout.candidates] = False
+        other = torch.arange(n_active, self._every.n_columns)
+        self._kept = torch.cat([layout.candidates, other])
+        self._outside = torch.nonzero(outside).flatten()
 
     def prefix_length(self, last_position: int) -> int:
         """The prefix whose graph serves targets up to `last_position`."""
@@ -183,10 +198,8 @@ class RowComputer:
             )
             grad[row, injection.position] = injection.vector.to(grad.dtype)
         self._rows = torch.zeros(
-            self.batch_size, self.layout.n_columns, dtype=self.dtype, device=device
+            self.batch_size, self._every.n_columns, dtype=self.dtype, device=device
         )
-        self._outside_sum = torch.zeros(self.batch_size, dtype=self.dtype, device=device)
-        self._outside_max = torch.zeros(self.batch_size, dtype=self.dtype, device=device)
         handles = []
         for site, grad in grads.items():
             handle, state = graph.inlets[site]
@@ -197,10 +210,23 @@ class RowComputer:
         finally:
             for _, state in graph.inlets.values():
                 state.gradient = None
-        k = len(injections)
-        return RowBatch(
-            self._rows[:k].cpu(), self._outside_sum[:k].cpu(), self._outside_max[:k].cpu()
-        )
+        return self._split(self._rows[: len(injections)])
+
+    def _split(self, rows: Tensor, chunk: int = 1 << 18) -> RowBatch:
+        """Rows over every active feature -> the layout's columns and the outside totals."""
+        zeros = torch.zeros(len(rows), dtype=rows.dtype)
+        if self._kept is None or self._outside is None:
+            return RowBatch(rows.cpu(), zeros, zeros.clone())
+        device = rows.device
+        values = rows.index_select(1, self._kept.to(device)).cpu()
+        total = torch.zeros(len(rows), dtype=rows.dtype, device=device)
+        largest = torch.zeros_like(total)
+        for start in range(0, len(self._outside), chunk):
+            index = self._outside[start : start + chunk].to(device)
+            magnitudes = rows.index_select(1, index).abs_()
+            total += magnitudes.sum(dim=1)
+            largest = torch.maximum(largest, magnitudes.amax(dim=1))
+        return RowBatch(values, total.cpu(), largest.cpu())
 
     def _graph(self, length: int) -> _PrefixGraph:
         if length not in self._graphs:
@@ -252,14 +278,14 @@ class RowComputer:
     def _token_edges(self, grad: Tensor) -> None:
         length = grad.shape[1]
         edges = (grad.to(self.dtype) * self._tokens[:length]).sum(-1)
-        start = self.layout.token_columns.start
+        start = self._every.token_columns.start
         self._rows[:, start : start + length] = edges
 
     def _mlp_edges(self, layer: int, grad: Tensor) -> None:
         grad = grad.to(self.dtype)
         length = grad.shape[1]
         errors = self.replacement.errors[layer, :length]
-        start = self.layout.error_columns(layer).start
+        start = self._every.error_columns(layer).start
         edges = (grad * errors).sum(-1)
         edges[:, 0] = 0.0  # BOS: the same for every prompt, so its error is a constant, not a node
         self._rows[:, start : start + length] = edges
@@ -271,7 +297,3 @@ class RowComputer:
         if len(columns.inside_slots):
             inside = columns.inside_slots.to(edges.device)
             self._rows[:, columns.inside_columns.to(edges.device)] += edges[:, inside]
-        if len(columns.outside_slots):
-            magnitudes = edges[:, columns.outside_slots.to(edges.device)].abs()
-            self._outside_sum += magnitudes.sum(dim=1)
-            torch.maximum(self._outside_max, magnitudes.amax(dim=1), out=self._outside_max)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuitscope.attribution.columns import OUTSIDE
 from circuitscope.attribution.replacement import ActiveFeatures
 from circuitscope.transcoders.transcoder import Transcoder
 
@@ -69,15 +68,10 @@ class WriterSlots:
         return self.seq_len * self.width * d_model * itemsize
 
     def columns_of(self, feature_columns: Tensor) -> WriterColumns:
-        """Which slots have a row column (and which), which count as outside."""
+        """Which slots have a row column, and which."""
         columns = feature_columns[self.features]
         inside = columns >= 0
-        return WriterColumns(
-            self.width,
-            self.slots[inside],
-            columns[inside],
-            self.slots[columns == OUTSIDE],
-        )
+        return WriterColumns(self.width, self.slots[inside], columns[inside])
 
     def fill(self, decoders: ActiveDecoders, out: Tensor) -> Tensor:
         """Write a_s · W_dec[l_s → layer][i_s] into `out` [≥ seq·width, d]; returns the
@@ -98,27 +92,18 @@ class WriterSlots:
 
 @dataclass
 class WriterColumns:
-    """The slots of one layer's table that feed row columns, and those counted outside."""
+    """The slots of one layer's table that feed row columns."""
 
     width: int
     inside_slots: Tensor
     """[m] flat slots with a column, ascending."""
     inside_columns: Tensor
     """[m] their columns."""
-    outside_slots: Tensor
-    """[o] flat slots of writers without a column, ascending."""
 
     def prefix(self, length: int) -> WriterColumns:
         """The slots at the first `length` positions."""
-        end = length * self.width
-        inside = int(torch.searchsorted(self.inside_slots, end))
-        outside = int(torch.searchsorted(self.outside_slots, end))
-        return WriterColumns(
-            self.width,
-            self.inside_slots[:inside],
-            self.inside_columns[:inside],
-            self.outside_slots[:outside],
-        )
+        end = int(torch.searchsorted(self.inside_slots, length * self.width))
+        return WriterColumns(self.width, self.inside_slots[:end], self.inside_columns[:end])
 
 
 def writer_edges(grad: Tensor, table: Tensor) -> Tensor:
