@@ -42,6 +42,7 @@ from training_rows import (  # noqa: E402  # pyright: ignore[reportMissingImport
     RowReader,
     active_mask,
     data_files,
+    timing_record,
 )
 
 
@@ -198,9 +199,6 @@ def main() -> None:
     total = time.perf_counter() - start
     times = model.step_times
     assert len(times) == steps and end, (len(times), steps)
-    timed_steps = steps - args.warmup
-    wall = end[0][0] - times[args.warmup][0]
-    cpu = end[0][1] - times[args.warmup][1]
     run = out / "checkpoints" / "run"
     dest = out / "sparsify"
     if dest.exists():
@@ -211,17 +209,7 @@ def main() -> None:
             shutil.copytree(sub, dest / sub.name)
     info = {
         "trainer": f"eai-sparsify {getattr(sparsify, '__version__', '1.3.3')}",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "steps": steps,
-        "tokens": steps * args.batch_tokens,
-        "timed_steps": timed_steps,
-        "timed_seconds": wall,
-        "timed_cpu_seconds": cpu,
-        "tokens_per_second": timed_steps * args.batch_tokens / wall,
-        "tokens_per_cpu_second": timed_steps * args.batch_tokens / cpu,
-        "step_times": [list(t) for t in times],
-        "end": list(end[0]),
+        **timing_record(times, end[0], args.warmup, args.batch_tokens),
         "checkpoints": model.checkpoints,
         "fit_seconds": total,
         "hookpoints": cfg.hookpoints,

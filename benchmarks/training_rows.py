@@ -7,6 +7,7 @@ so that sparsify's virtualenv can import it too).
   (FVU) Σ‖ŷ−y‖² / Σ‖y−ȳ‖² per layer, L0, and dead features (never active on the
   held-out tokens).
 - `Clock`: elapsed wall and CPU time with pauses (held-out evaluations) left out.
+- `timing_record`: the timing figures both runners write, from their step clocks.
 """
 
 from __future__ import annotations
@@ -134,3 +135,30 @@ class Clock:
         finally:
             self.paused_wall += time.perf_counter() - wall
             self.paused_cpu += time.process_time() - cpu
+
+
+def timing_record(
+    times: list[tuple[float, float]],
+    end: tuple[float, float],
+    warmup: int,
+    batch_tokens: int,
+) -> dict[str, Any]:
+    """Tokens/s (wall and CPU) over steps warmup.. from each step's (wall, cpu) start and the
+    (wall, cpu) end of the last step."""
+    steps = len(times)
+    timed_steps = steps - warmup
+    wall = end[0] - times[warmup][0]
+    cpu = end[1] - times[warmup][1]
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "tokens": steps * batch_tokens,
+        "timed_steps": timed_steps,
+        "timed_seconds": wall,
+        "timed_cpu_seconds": cpu,
+        "tokens_per_second": timed_steps * batch_tokens / wall,
+        "tokens_per_cpu_second": timed_steps * batch_tokens / cpu,
+        "step_times": [list(t) for t in times],
+        "end": list(end),
+    }

@@ -53,6 +53,7 @@ from training_rows import (  # pyright: ignore[reportMissingImports]
     HeldoutMetrics,
     RowReader,
     data_files,
+    timing_record,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -254,22 +255,9 @@ def ours(args: argparse.Namespace) -> None:
     total = time.perf_counter() - start
     times = source.step_times
     assert len(times) == steps and end, (len(times), steps)
-    timed_steps = steps - args.warmup
-    wall = end[0][0] - times[args.warmup][0]
-    cpu = end[0][1] - times[args.warmup][1]
     info = {
         "trainer": "circuitscope",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "steps": steps,
-        "tokens": steps * args.batch_tokens,
-        "timed_steps": timed_steps,
-        "timed_seconds": wall,
-        "timed_cpu_seconds": cpu,
-        "tokens_per_second": timed_steps * args.batch_tokens / wall,
-        "tokens_per_cpu_second": timed_steps * args.batch_tokens / cpu,
-        "step_times": [list(t) for t in times],
-        "end": list(end[0]),
+        **timing_record(times, end[0], args.warmup, args.batch_tokens),
         "checkpoints": source.checkpoints,
         "train_seconds": total,
         "trainer_reported_tokens_per_second": result.tokens_per_second,
