@@ -3,7 +3,8 @@
 Columns: the candidate features (a subset of the active ones, by default all),
 then error nodes (layer-major: layer * seq + position), then token embeddings.
 Active features that are not candidates have no column: rows only count them
-(see rows.RowBatch).
+(see rows.RowBatch). The backward passes fill rows over every active feature
+(`all_columns`), where a feature's column is its index.
 """
 
 from __future__ import annotations
@@ -12,11 +13,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-
-PADDING = -1
-"""No source (a padding slot in a table of writers)."""
-OUTSIDE = -2
-"""An active feature without a column of its own."""
 
 
 @dataclass(frozen=True)
@@ -41,12 +37,6 @@ class ColumnLayout:
     def error_columns(self, layer: int) -> slice:
         start = self.n_features + layer * self.seq_len
         return slice(start, start + self.seq_len)
-
-    def feature_columns(self, n_active: int) -> Tensor:
-        """[n_active] each active feature's column, OUTSIDE for those without one."""
-        columns = torch.full((n_active,), OUTSIDE, dtype=torch.long)
-        columns[self.candidates] = torch.arange(self.n_features)
-        return columns
 
     @property
     def token_columns(self) -> slice:

@@ -39,7 +39,6 @@ from circuitscope.attribution.columns import ColumnLayout, all_columns
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.writers import (
     ActiveDecoders,
-    WriterColumns,
     writer_edges,
     writer_slots,
 )
@@ -138,8 +137,6 @@ class RowComputer:
         self._tables = self._cached_tables(writer_cache_bytes)
         n_active = len(replacement.features)
         self._every = all_columns(n_active, replacement.n_layers, replacement.seq_len)
-        every_column = self._every.feature_columns(n_active)
-        self._columns: list[WriterColumns] = [s.columns_of(every_column) for s in self._slots]
         self.set_layout(layout)
 
     def _cached_tables(self, budget: float) -> dict[int, Tensor]:
@@ -293,7 +290,8 @@ class RowComputer:
         if table is None:
             table = self._slots[layer].fill(self._decoders, self._scratch)
         edges = writer_edges(grad, table)
-        columns = self._columns[layer].prefix(length)
-        if len(columns.inside_slots):
-            inside = columns.inside_slots.to(edges.device)
-            self._rows[:, columns.inside_columns.to(edges.device)] += edges[:, inside]
+        slots = self._slots[layer]
+        n = slots.before(length)  # rows span every active feature: column = feature index
+        if n:
+            features = slots.features[:n].to(edges.device)
+            self._rows[:, features] += edges[:, slots.slots[:n].to(edges.device)]

@@ -67,11 +67,9 @@ class WriterSlots:
     def table_bytes(self, d_model: int, itemsize: int) -> int:
         return self.seq_len * self.width * d_model * itemsize
 
-    def columns_of(self, feature_columns: Tensor) -> WriterColumns:
-        """Which slots have a row column, and which."""
-        columns = feature_columns[self.features]
-        inside = columns >= 0
-        return WriterColumns(self.width, self.slots[inside], columns[inside])
+    def before(self, length: int) -> int:
+        """How many writers sit at the first `length` positions (they come first)."""
+        return int(torch.searchsorted(self.slots, length * self.width))
 
     def fill(self, decoders: ActiveDecoders, out: Tensor) -> Tensor:
         """Write a_s · W_dec[l_s → layer][i_s] into `out` [≥ seq·width, d]; returns the
@@ -88,22 +86,6 @@ class WriterSlots:
             out.index_copy_(0, group.slots.to(home), vectors * values[:, None])
         size = self.seq_len * self.width
         return out[:size].view(self.seq_len, self.width, -1)
-
-
-@dataclass
-class WriterColumns:
-    """The slots of one layer's table that feed row columns."""
-
-    width: int
-    inside_slots: Tensor
-    """[m] flat slots with a column, ascending."""
-    inside_columns: Tensor
-    """[m] their columns."""
-
-    def prefix(self, length: int) -> WriterColumns:
-        """The slots at the first `length` positions."""
-        end = int(torch.searchsorted(self.inside_slots, length * self.width))
-        return WriterColumns(self.width, self.inside_slots[:end], self.inside_columns[:end])
 
 
 def writer_edges(grad: Tensor, table: Tensor) -> Tensor:
