@@ -215,3 +215,13 @@ def test_outside_totals_are_those_of_the_whole_rows(kind):
     torch.testing.assert_close(part.outside_sum, magnitudes.sum(dim=1), rtol=1e-12, atol=0)
     torch.testing.assert_close(part.outside_max, magnitudes.amax(dim=1), rtol=0, atol=0)
     assert float(part.outside_max.min()) > 0
+
+
+def test_bad_memory_limits_are_refused():
+    from circuitscope.attribution.trace import _check_limits
+
+    with pytest.raises(CircuitscopeError, match="row-buffer-mb"):
+        _check_limits(AttributionLimits(row_buffer_mb=0))
+    with pytest.raises(CircuitscopeError, match="writer-cache-mb"):
+        _check_limits(AttributionLimits(writer_cache_mb=-1))
+    _check_limits(AttributionLimits(writer_cache_mb=0))  # 0: refill every table

@@ -1,0 +1,83 @@
+"""What the batched backward passes keep in memory."""
+
+import gc
+import weakref
+
+import pytest
+import torch
+
+from circuitscope.attribution.attribute import _no_parameter_grads
+from circuitscope.attribution.columns import all_columns
+from circuitscope.attribution.rows import Injection, RowComputer
+from circuitscope.models import sites
+from circuitscope.testing.tiny_graphs import traced_tiny
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2"])
+def test_a_prefix_graph_keeps_no_activations(arch):
+    """Frozen norms, attention, taps and inlets save only weights and recorded tensors:
+    nothing of shape [batch, seq, ...] stays alive once the graph is built."""
+    rep = traced_tiny(arch, "plt").replacement
+    batch = 8
+    saved: list[weakref.ref] = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(weakref.ref(tensor))
+        return tensor
+
+    layout = all_columns(len(rep.features), rep.n_layers, rep.seq_len)
+    with _no_parameter_grads(rep.adapter.model, rep.transcoder):
+        computer = RowComputer(rep, layout, batch)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            graph = computer._graph(rep.seq_len)
+        gc.collect()
+        alive = [t for t in (ref() for ref in saved) if t is not None]
+        assert alive  # not vacuous: the graph saved something (weights, probabilities)
+        batched = [t for t in alive if t.ndim >= 2 and t.shape[0] == batch]
+        assert batched == []
+        assert set(graph.inlets) == {sites.mlp_in(i) for i in range(rep.n_layers)} | {
+            sites.FINAL_NORM
+        }
+        assert all(handle.ndim == 0 for handle, _ in graph.inlets.values())
+
+
+def test_every_tap_reads_its_gradient_before_its_layer_runs_backward():
+    """Taps are made while their layer runs, so each fires as soon as its gradient
+    arrives, before the backward goes through that layer's attention (made before the
+    forward, autograd ran them all last and held every layer's gradient meanwhile)."""
+    traced = traced_tiny("llama", "plt")
+    rep = traced.replacement
+    layout = all_columns(len(rep.features), rep.n_layers, rep.seq_len)
+    events: list[tuple[str, int]] = []
+
+    def entering(layer: int):
+        def hook(_module, args, kwargs):
+            hidden = kwargs.get("hidden_states", args[0] if args else None)
+            if hidden is not None and hidden.requires_grad:
+                hidden.register_hook(lambda grad: events.append(("layer input", layer)))
+
+        return hook
+
+    handles = [
+        module.register_forward_pre_hook(entering(i), with_kwargs=True)
+        for i, module in enumerate(rep.adapter.layers)
+    ]
+    with _no_parameter_grads(rep.adapter.model, rep.transcoder):
+        computer = RowComputer(rep, layout, batch_size=2)
+        read = computer._mlp_edges
+
+        def tap(layer: int, grad: torch.Tensor) -> None:
+            events.append(("tap", layer))
+            read(layer, grad)
+
+        computer._mlp_edges = tap  # type: ignore[method-assign]
+        try:
+            target = traced.targets[0].vector
+            computer.rows([Injection(sites.FINAL_NORM, rep.seq_len - 1, target)])
+        finally:
+            for handle in handles:
+                handle.remove()
+    taps = [layer for kind, layer in events if kind == "tap"]
+    assert taps == list(range(rep.n_layers - 1, -1, -1))
+    for layer in range(1, rep.n_layers):  # layer 0's input is swapped in after this hook
+        assert events.index(("tap", layer)) < events.index(("layer input", layer))
