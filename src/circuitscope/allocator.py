@@ -6,6 +6,10 @@ blocks are freed. A long attribution frees many such blocks (per-layer caches,
 encoded activations) and the process keeps them: on a 1024-token prompt about
 1.2 GB of resident memory that nothing uses. A fixed threshold of 1 MB serves
 every larger block with its own mapping, returned to the system when freed.
+
+Fresh mappings cost page faults, though, and repeated passes over same-sized
+tensors pay them every time: training (`reuse_freed_memory`) and attribution
+of short prompts (`set_policy_for_passes`) keep such blocks in the heap instead.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ def return_freed_memory() -> bool:
 
 
 _M_TRIM_THRESHOLD = -1
-_TRAINING_MMAP_BYTES = 32 << 20  # glibc's largest mmap threshold on 64-bit
+LARGEST_HEAP_BLOCK = 32 << 20  # glibc's largest mmap threshold on 64-bit
 _TRAINING_TRIM_BYTES = 1 << 30
 
 
 def reuse_freed_memory() -> bool:
-    """For training: keep freed blocks below 32 MB in the heap for the next step.
+    """Training, short attributions: keep freed blocks below 32 MB in the heap for reuse.
 
     A training step frees and allocates the same large blocks every time (gradients,
     pre-activations: 9 MB each per layer at 4096 x 576); with `return_freed_memory`'s
@@ -47,7 +51,26 @@ def reuse_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, _TRAINING_MMAP_BYTES)
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, LARGEST_HEAP_BLOCK)
         return bool(ok and libc.mallopt(_M_TRIM_THRESHOLD, _TRAINING_TRIM_BYTES))
     except (OSError, AttributeError):
         return False
+
+
+def policy_for_passes(pass_bytes: int) -> str:
+    """ "reuse" or "return": the policy for repeated passes whose largest tensors
+    (attribution's gradients, [batch, seq, d_model] each) take `pass_bytes`.
+
+    Up to glibc's largest heap block the heap can serve them again every pass;
+    with `return_freed_memory` each comes back as fresh pages zeroed by page
+    faults (a 32-token trace on 2 CPU threads: 16 s of system time, 20.6 s ->
+    13.1 s with reuse, for ~0.35 GB more resident memory). Larger tensors get
+    their own mappings under either policy, so long prompts return memory at once."""
+    return "reuse" if pass_bytes <= LARGEST_HEAP_BLOCK else "return"
+
+
+def set_policy_for_passes(pass_bytes: int) -> str:
+    """Apply `policy_for_passes`; returns the policy (applied only on glibc/Linux)."""
+    policy = policy_for_passes(pass_bytes)
+    (reuse_freed_memory if policy == "reuse" else return_freed_memory)()
+    return policy

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from circuitscope.allocator import set_policy_for_passes
 from circuitscope.attribution.attribute import AttributionLimits, attribute
 from circuitscope.attribution.prompts import prompt_ids, token_texts
 from circuitscope.attribution.replacement import build_replacement
@@ -58,6 +59,10 @@ def trace(loaded: LoadedModel, transcoder: Transcoder, config: TraceConfig) -> T
         config.writer_cache_mb,
     )
     _check_limits(limits)
+    if loaded.adapter.device.type == "cpu":
+        itemsize = torch.empty((), dtype=replacement.dtype).element_size()
+        pass_bytes = limits.batch_size * replacement.seq_len * loaded.adapter.d_model * itemsize
+        set_policy_for_passes(pass_bytes)
     run = attribute(replacement, targets, limits, progress=config.progress)
     graph = run.graph
     graph.prompt = config.prompt
