@@ -109,6 +109,8 @@ def test_restricting_a_buffer_moves_dropped_columns_into_the_outside_totals():
     torch.testing.assert_close(kept.outside_sum[:2], torch.tensor([5.25, 8.0], dtype=torch.float64))
     torch.testing.assert_close(kept.outside_max[:2], torch.tensor([5.0, 7.0], dtype=torch.float64))
     assert kept.nodes[:2].tolist() == [3, 0]  # the logit node follows the new columns
+    torch.testing.assert_close(kept.totals[:2], buffer.totals[:2], rtol=0, atol=0)
+    torch.testing.assert_close(kept.totals[:2], torch.tensor([8.75, 11.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="own node"):
         buffer.restricted(torch.tensor([1, 2]), n_features=3, n_logits=1, capacity=4)
 
@@ -132,7 +134,7 @@ def test_scores_of_kept_columns_do_not_change_and_the_bound_holds():
         values[:, columns],
         torch.tensor([len(columns) - 1, *range(8)]),
         weights[columns],
-        dropped.sum(dim=1),
+        values[:, columns].abs().sum(dim=1) + dropped.sum(dim=1),
         dropped.amax(dim=1),
     )
     torch.testing.assert_close(restricted.scores[:20], full[:20], rtol=1e-12, atol=1e-15)

@@ -20,6 +20,8 @@ class RowBuffer:
     """[capacity] sum of |edge| from active features without a column."""
     outside_max: Tensor
     """[capacity] the largest such |edge|."""
+    totals: Tensor
+    """[capacity] sum of |edge| over every source, columns or not (fixed at `add`)."""
     n_columns: int
     n: int = 0
     """Rows filled."""
@@ -31,6 +33,7 @@ class RowBuffer:
             nodes=torch.zeros(capacity, dtype=torch.long),
             outside_sum=torch.zeros(capacity, dtype=dtype),
             outside_max=torch.zeros(capacity, dtype=dtype),
+            totals=torch.zeros(capacity, dtype=dtype),
             n_columns=n_columns,
         )
 
@@ -51,12 +54,13 @@ class RowBuffer:
         self.nodes[rows] = nodes
         self.outside_sum[rows] = batch.outside_sum
         self.outside_max[rows] = batch.outside_max
+        self.totals[rows] = batch.values.abs().sum(dim=1) + batch.outside_sum
         self.n += k
 
     def filled(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(values, nodes, outside_sum, outside_max) of the filled rows (views)."""
+        """(values, nodes, totals, outside_max) of the filled rows (views)."""
         rows = slice(0, self.n)
-        return self.values[rows], self.nodes[rows], self.outside_sum[rows], self.outside_max[rows]
+        return self.values[rows], self.nodes[rows], self.totals[rows], self.outside_max[rows]
 
     def restricted(
         self, kept: Tensor, n_features: int, n_logits: int, capacity: int, chunk: int = 256
@@ -86,5 +90,6 @@ class RowBuffer:
         if bool((nodes < 0).any()):
             raise ValueError("a row's own node is not among the kept columns")
         new.nodes[: self.n] = nodes
+        new.totals[: self.n] = self.totals[: self.n]
         new.n = self.n
         return new

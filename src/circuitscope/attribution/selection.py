@@ -27,17 +27,17 @@ def influence_scores(
     values: Tensor,
     nodes: Tensor,
     weights: Tensor,
-    outside_sum: Tensor | None = None,
+    totals: Tensor | None = None,
     outside_max: Tensor | None = None,
     max_steps: int = 256,
     chunk: int = 512,
 ) -> Scores:
     """values [r, n_nodes] rows over every node as a column; nodes [r] each row's node;
     weights [n_nodes] logit weights (nonzero on logit nodes, which must have rows);
-    outside_sum / outside_max [r] |edges| from sources without a column."""
-    sums = torch.cat([values[i : i + chunk].abs().sum(dim=1) for i in range(0, len(values), chunk)])
-    if outside_sum is not None:
-        sums = sums + outside_sum
+    totals [r] each row's sum of |edge| over every source, columns or not (by default
+    over `values`, when every source has a column); outside_max [r] the largest |edge|
+    from a source without a column."""
+    sums = totals if totals is not None else _row_sums(values, chunk)
     scale = torch.where(sums > 0, 1.0 / sums.clamp(min=1e-30), 0.0)
     coefficients = _path_weights(values[:, nodes].abs() * scale[:, None], weights[nodes], max_steps)
     coefficients = coefficients * scale
@@ -46,6 +46,10 @@ def influence_scores(
         scores += coefficients[i : i + chunk] @ values[i : i + chunk].abs()
     bound = 0.0 if outside_max is None else float(coefficients @ outside_max)
     return Scores(scores, bound)
+
+
+def _row_sums(values: Tensor, chunk: int) -> Tensor:
+    return torch.cat([values[i : i + chunk].abs().sum(dim=1) for i in range(0, len(values), chunk)])
 
 
 def _path_weights(block: Tensor, start: Tensor, max_steps: int) -> Tensor:

@@ -203,8 +203,8 @@ def _restrict(
 ) -> tuple[RowBuffer, ColumnLayout, Tensor]:
     """Keep columns for the visited features and the unvisited ones scoring highest."""
     assert plan.kept_columns is not None
-    values, nodes, outside_sum, outside_max = buffer.filled()
-    scores = influence_scores(values, nodes, weights, outside_sum, outside_max).scores
+    values, nodes, totals, outside_max = buffer.filled()
+    scores = influence_scores(values, nodes, weights, totals, outside_max).scores
     scores = scores[: layout.n_features].clone()
     scores[visited] = torch.inf
     ranked = torch.argsort(scores, descending=True, stable=True)
@@ -237,8 +237,8 @@ def _next_features(
     n_candidates = len(visited)
     if budget == n_candidates and not restricted:
         return _Pending(torch.nonzero(~visited).flatten()[:wanted], 0.0)
-    values, nodes, outside_sum, outside_max = buffer.filled()
-    result = influence_scores(values, nodes, weights, outside_sum, outside_max)
+    values, nodes, totals, outside_max = buffer.filled()
+    result = influence_scores(values, nodes, weights, totals, outside_max)
     scores = result.scores[:n_candidates]
     ranked = torch.argsort(scores, descending=True, stable=True)
     chosen = ranked[~visited[ranked]][:wanted]
