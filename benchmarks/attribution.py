@@ -49,7 +49,7 @@ QUICK = {"lengths": [8], "max_feature_nodes": 512, "budget_from": 0, "peer_budge
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=(__doc__ or "").splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--lengths", type=int, nargs="+", help="prompt positions, BOS included")
     parser.add_argument("--kinds", nargs="+", choices=sorted(TRANSCODERS), default=["clt", "plt"])
@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a smoke run: 8 tokens, max_feature_nodes 512 at every length, peer budget 5 min",
     )
     parser.add_argument("--peer-python", default="/work/peer-venv/bin/python")
+    parser.add_argument(
+        "--peer-results",
+        help="an earlier results .json: reuse its circuit-tracer runs where the kind, prompt, "
+        "budget and settings match and their output is still under --work (circuit-tracer "
+        "does not change between runs; the table marks reused rows)",
+    )
     parser.add_argument(
         "--peer-budget-min",
         type=float,
@@ -254,6 +260,40 @@ def run_peer(
     return info
 
 
+REUSED_SETTINGS = ("batch_size", "max_n_logits", "desired_logit_prob", "device", "threads")
+
+
+def earlier_peer(
+    args: argparse.Namespace, row: dict[str, Any], prompt: dict, folder: Path
+) -> dict[str, Any] | None:
+    """The circuit-tracer run of `--peer-results` for this row, if it matches and its
+    output in `folder` is the one that file describes; else None."""
+    if not args.peer_results:
+        return None
+    report = json.loads(Path(args.peer_results).read_text())
+    settings = report["settings"]
+    if any(settings.get(key) != getattr(args, key) for key in REUSED_SETTINGS):
+        return None
+    if report["prompts"].get(str(row["length"])) != prompt["text"]:
+        return None
+    for earlier in report["runs"]:
+        same = (earlier["kind"], earlier["length"], earlier["max_feature_nodes"]) == (
+            row["kind"],
+            row["length"],
+            row["max_feature_nodes"],
+        )
+        peer = earlier.get("peer", {})
+        if not same or "attribute_seconds" not in peer:
+            continue
+        stored = folder / "peer" / "peer.json"
+        if not stored.exists():
+            return None
+        if json.loads(stored.read_text())["attribute_seconds"] != peer["attribute_seconds"]:
+            return None
+        return {**peer, "reused_from": Path(args.peer_results).name}
+    return None
+
+
 def estimate_peer(previous: dict | None, row: dict[str, Any]) -> float | None:
     """The peer's last time for this kind, scaled by rows and by the cost of a row.
 
@@ -354,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 "device",
                 "peer_budget_min",
                 "threads",
+                "peer_results",
             )
         },
         "transcoders": {item["kind"]: {**TRANSCODERS[item["kind"]]} for item in items},
@@ -398,7 +439,8 @@ def run_one(
     if not args.peer:
         return row
     estimate = estimate_peer(previous_peer, row)
-    row["peer"] = run_peer(args, model, item, prompt, budget, folder, estimate)
+    reused = earlier_peer(args, row, prompt, folder)
+    row["peer"] = reused or run_peer(args, model, item, prompt, budget, folder, estimate)
     if "skipped" in row["peer"]:
         return row
     compare_spec = {
@@ -448,7 +490,7 @@ def table_cells(row: dict[str, Any]) -> list[str]:
     if "skipped" in peer:
         return cells + [peer["skipped"]] + [""] * 5
     cells += [
-        f"{peer['attribute_seconds']:.1f}",
+        f"{peer['attribute_seconds']:.1f}" + (" (earlier run)" if "reused_from" in peer else ""),
         f"{peer['peak_rss_mb']:.0f}",
         f"{peer['attribute_seconds'] / ours['trace_seconds']:.1f}",
         f"{peer['peak_rss_mb'] / ours['peak_rss_mb']:.2f}",
@@ -566,6 +608,15 @@ def write_results(report: dict[str, Any], folder: Path) -> None:
         f"torch threads {s['threads'] or 'default'}; the same for both tools",
         f"- peer runs estimated over {s['peer_budget_min']:.0f} min are skipped",
     ]
+    reused = sorted(
+        {r["peer"]["reused_from"] for r in report["runs"] if "reused_from" in r.get("peer", {})}
+    )
+    if reused:
+        lines.append(
+            f"- circuit-tracer times marked 'earlier run' are from {', '.join(reused)} (the same "
+            "machine, prompts, transcoders and settings); its saved graphs are compared again "
+            "with this run's"
+        )
     if report["note"]:
         lines.append(f"- note: {report['note']}")
     lines += ["", *table, ""]
