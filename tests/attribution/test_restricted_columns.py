@@ -11,7 +11,7 @@ from circuitscope.attribution.row_buffer import RowBuffer
 from circuitscope.attribution.rows import RowBatch
 from circuitscope.attribution.selection import influence_scores
 from circuitscope.attribution.targets import top_logit_targets
-from circuitscope.attribution.visit import MB, plan_rows
+from circuitscope.attribution.visit import BLOCK_BATCHES, MB, _most_blocks, plan_rows
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
@@ -62,7 +62,9 @@ def test_too_few_columns_for_a_certificate_still_gives_exact_edges():
     common = dict(max_feature_nodes=budget, batch_size=8, update_interval=1)
     n_other = (rep.n_layers + 1) * rep.seq_len + len(targets)
     # 4 spare columns in the three quarters of the buffer kept for restricted rows
-    tight = (len(targets) + budget) * (budget + 4 + n_other) * 8 / MB / 0.75
+    blocks = _most_blocks(budget, BLOCK_BATCHES * 8, 8) * len(rep.features) * 8
+    rows = (len(targets) + budget) * (budget + 4 + n_other) * 8
+    tight = (rows + blocks) / MB / 0.75
     run = attribute(rep, targets, AttributionLimits(**common, row_buffer_mb=tight), progress=False)
     assert run.selection["kept_columns"] == budget + 4
     assert not run.selection["exact"]
@@ -216,6 +218,8 @@ def test_outside_totals_are_those_of_the_whole_rows(kind):
     magnitudes = whole[:, dropped].abs()
     torch.testing.assert_close(part.outside_sum, magnitudes.sum(dim=1), rtol=1e-12, atol=0)
     torch.testing.assert_close(part.outside_max, magnitudes.amax(dim=1), rtol=0, atol=0)
+    assert part.outside_column_max is not None
+    torch.testing.assert_close(part.outside_column_max, magnitudes.amax(dim=0), rtol=0, atol=0)
     assert float(part.outside_max.min()) > 0
 
 

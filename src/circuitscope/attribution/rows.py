@@ -19,9 +19,10 @@ each batch runs through the graph of the shortest prompt prefix covering its
 targets (graphs of a few prefix lengths are built on demand and kept).
 
 Active features without a column (see `ColumnLayout`) still contribute to each
-row's total |edge| (`RowBatch.outside_sum`) and its largest one (`outside_max`):
-influence normalises rows by their total, and the largest bounds what an
-uncounted feature could score.
+row's total |edge| (`RowBatch.outside_sum`), its largest one (`outside_max`) and
+each feature's largest over the batch (`outside_column_max`): influence
+normalises rows by their total, and the maxima bound what an uncounted feature
+could score (`OutsideBlocks`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class RowBatch:
     """[k] sum of |edge| from active features without a column."""
     outside_max: Tensor
     """[k] largest |edge| from an active feature without a column."""
+    outside_column_max: Tensor | None = None
+    """[n_outside] each feature without a column: its largest |edge| over the k rows."""
 
 
 class _Inlet(torch.autograd.Function):
@@ -218,12 +221,14 @@ class RowComputer:
         values = rows.index_select(1, self._kept.to(device)).cpu()
         total = torch.zeros(len(rows), dtype=rows.dtype, device=device)
         largest = torch.zeros_like(total)
+        column_max = torch.zeros(len(self._outside), dtype=rows.dtype, device=device)
         for start in range(0, len(self._outside), chunk):
             index = self._outside[start : start + chunk].to(device)
             magnitudes = rows.index_select(1, index).abs_()
             total += magnitudes.sum(dim=1)
             largest = torch.maximum(largest, magnitudes.amax(dim=1))
-        return RowBatch(values, total.cpu(), largest.cpu())
+            column_max[start : start + len(index)] = magnitudes.amax(dim=0)
+        return RowBatch(values, total.cpu(), largest.cpu(), column_max.cpu())
 
     def _graph(self, length: int) -> _PrefixGraph:
         if length not in self._graphs:

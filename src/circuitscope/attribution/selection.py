@@ -4,7 +4,9 @@ The same estimate as circuit-tracer's: rows are |edges| scaled to sum 1 (over ev
 source, columns or not); the logit weights spread back through the rows computed
 so far (paths through nodes that have rows, summed in the small [r, r] block);
 a candidate's score is the weight arriving at its column. Features without a
-column cannot be ranked, but none of them can score more than `outside_bound`.
+column cannot be ranked, but none of them can score more than `outside_bound`:
+the smaller of the bound from each row's largest outside |edge| and the one from
+per-feature maxima over blocks of rows (`OutsideBlocks`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from circuitscope.attribution.outside_blocks import OutsideBlocks
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ def influence_scores(
     weights: Tensor,
     totals: Tensor | None = None,
     outside_max: Tensor | None = None,
+    blocks: OutsideBlocks | None = None,
     max_steps: int = 256,
     chunk: int = 512,
 ) -> Scores:
@@ -36,7 +41,8 @@ def influence_scores(
     weights [n_nodes] logit weights (nonzero on logit nodes, which must have rows);
     totals [r] each row's sum of |edge| over every source, columns or not (by default
     over `values`, when every source has a column); outside_max [r] the largest |edge|
-    from a source without a column."""
+    from a source without a column; blocks: per-feature maxima of those (a tighter
+    bound, see `OutsideBlocks`)."""
     sums = totals if totals is not None else _row_sums(values, chunk)
     scale = torch.where(sums > 0, 1.0 / sums.clamp(min=1e-30), 0.0)
     coefficients = _path_weights(values[:, nodes].abs() * scale[:, None], weights[nodes], max_steps)
@@ -44,8 +50,10 @@ def influence_scores(
     scores = torch.zeros_like(weights)
     for i in range(0, len(values), chunk):
         scores += coefficients[i : i + chunk] @ values[i : i + chunk].abs()
-    bound = 0.0 if outside_max is None else float(coefficients @ outside_max)
-    return Scores(scores, bound)
+    bounds = [] if outside_max is None else [float(coefficients @ outside_max)]
+    if blocks is not None:
+        bounds.append(blocks.bound(coefficients))
+    return Scores(scores, min(bounds, default=0.0))
 
 
 def _row_sums(values: Tensor, chunk: int) -> Tensor:

@@ -14,9 +14,10 @@ features ranked highest by the influence estimated so far keep a column (as
 many as the other three quarters hold), and the others are only summed per row, so every
 row's normalisation stays exact and the scores of the kept features are the
 ones the full computation would give. An uncounted feature cannot score more
-than a bound computed at each update; while the bound stays below the lowest
-score picked, the visited features are exactly those of the full computation
-(`Selection.exact`).
+than a bound computed at each update from each such feature's largest |edge| in
+every block of a few passes' rows (`OutsideBlocks`, charged to the same memory);
+while the bound stays below the lowest score picked, the visited features are
+exactly those of the full computation (`Selection.exact`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class RowPlan:
     """Features that keep a column after exploring; None: all of them, throughout."""
     exploration_rows: int
     """Feature rows computed over every column before the columns are restricted."""
+    block_rows: int = 0
+    """Rows per block of the outside maxima (`OutsideBlocks`) once restricted."""
 
 
 @dataclass
@@ -96,6 +99,10 @@ class Visit:
     selection: Selection
 
 
+BLOCK_BATCHES = 4
+"""Backward passes per block of outside maxima."""
+
+
 def plan_rows(
     n_active: int, n_other: int, n_logits: int, limits: AttributionLimits, itemsize: int
 ) -> RowPlan:
@@ -113,18 +120,28 @@ def plan_rows(
         _check_available(needed, n_active)
         return RowPlan(budget, None, 0)
     # While the columns are restricted both buffers exist: a quarter of the limit for the
-    # rows over every column, three quarters for the restricted ones.
-    restricted = 0.75 * limit
+    # rows over every column, three quarters for the restricted ones and the outside maxima.
+    block_rows = BLOCK_BATCHES * limits.batch_size
+    blocks_bytes = _most_blocks(budget, block_rows, limits.batch_size) * n_active * itemsize
+    restricted = 0.75 * limit - blocks_bytes
     kept = int(restricted // ((n_logits + budget) * itemsize)) - n_other - n_logits
     if kept < budget:
-        least = (n_logits + budget) * (budget + n_other + n_logits) * itemsize / MB / 0.75
+        rows_bytes = (n_logits + budget) * (budget + n_other + n_logits) * itemsize
+        least = (rows_bytes + blocks_bytes) / MB / 0.75
         raise CircuitscopeError(
             f"row_buffer_mb={limits.row_buffer_mb:g} cannot hold {budget} feature rows of this "
             f"prompt; raise it to at least {least:.0f} or lower max_feature_nodes"
         )
-    explore = int((limit - restricted) // row_bytes) - n_logits
+    explore = int((limit - 0.75 * limit) // row_bytes) - n_logits
     explore = min(max(explore // limits.batch_size * limits.batch_size, 0), budget)
-    return RowPlan(budget, min(kept, n_active), explore)
+    return RowPlan(budget, min(kept, n_active), explore, block_rows)
+
+
+def _most_blocks(budget: int, block_rows: int, batch_size: int) -> int:
+    """Blocks of outside maxima for `budget` feature rows: the logit rows' own block,
+    full blocks while exploring, and after it blocks of more than block_rows - batch_size
+    rows (a pass that would overflow one starts the next)."""
+    return 3 + -(-budget // (block_rows - batch_size + 1))
 
 
 def _check_available(needed: float, n_active: int) -> None:
@@ -204,13 +221,14 @@ def _restrict(
     """Keep columns for the visited features and the unvisited ones scoring highest."""
     assert plan.kept_columns is not None
     values, nodes, totals, outside_max = buffer.filled()
-    scores = influence_scores(values, nodes, weights, totals, outside_max).scores
+    scores = influence_scores(values, nodes, weights, totals, outside_max, buffer.blocks).scores
     scores = scores[: layout.n_features].clone()
     scores[visited] = torch.inf
     ranked = torch.argsort(scores, descending=True, stable=True)
     kept = torch.sort(ranked[: plan.kept_columns]).values
     n_logits = len(weights) - buffer.n_columns
-    restricted = buffer.restricted(kept, layout.n_features, n_logits, n_logits + plan.budget)
+    capacity = n_logits + plan.budget
+    restricted = buffer.restricted(kept, layout.n_features, n_logits, capacity, plan.block_rows)
     new_layout = ColumnLayout(layout.candidates[kept], layout.n_layers, layout.seq_len)
     return restricted, new_layout, visited[kept]
 
@@ -238,7 +256,7 @@ def _next_features(
     if budget == n_candidates and not restricted:
         return _Pending(torch.nonzero(~visited).flatten()[:wanted], 0.0)
     values, nodes, totals, outside_max = buffer.filled()
-    result = influence_scores(values, nodes, weights, totals, outside_max)
+    result = influence_scores(values, nodes, weights, totals, outside_max, buffer.blocks)
     scores = result.scores[:n_candidates]
     ranked = torch.argsort(scores, descending=True, stable=True)
     chosen = ranked[~visited[ranked]][:wanted]
