@@ -49,7 +49,8 @@ QUICK = {"lengths": [8], "max_feature_nodes": 512, "budget_from": 0, "peer_budge
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=(__doc__ or "").splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--lengths", type=int, nargs="+", help="prompt positions, BOS included")
     parser.add_argument("--kinds", nargs="+", choices=sorted(TRANSCODERS), default=["clt", "plt"])
