@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,9 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from torch import nn  # noqa: E402
 from training_rows import (  # noqa: E402  # pyright: ignore[reportMissingImports]
-    Clock,
     HeldoutMetrics,
     RowReader,
+    StepLog,
     active_mask,
     data_files,
     timing_record,
@@ -82,12 +81,8 @@ class ActivationReplay(nn.Module):
         self.base = _Base(reader.n_layers)
         self.config = _Config(reader.n_layers)
         self.dummy_inputs = {"input_ids": torch.zeros(1, seq, dtype=torch.long)}
-        self.clock = Clock()
-        self.step_times: list[tuple[float, float]] = []
-        self.checkpoints: list[dict[str, Any]] = []
+        self.log = StepLog()
         self.timing = False
-        self.evaluate: Callable[[], dict[str, Any]] | None = None
-        self.eval_every = 0
 
     @property
     def base_model(self) -> nn.Module:  # what sparsify hooks into
@@ -100,14 +95,7 @@ class ActivationReplay(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> None:
         rows = input_ids.reshape(-1)
         if self.timing:
-            step = len(self.step_times)
-            if step == 0:
-                self.clock.start()
-            if self.evaluate is not None and self.eval_every and step % self.eval_every == 0:
-                with self.clock.paused():
-                    self.checkpoints.append({"step": step, **self.evaluate()})
-                self.checkpoints[-1]["wall"], self.checkpoints[-1]["cpu"] = self.clock.now()
-            self.step_times.append(self.clock.now())
+            self.log.step_starts(len(self.log.step_times))
         start, count = int(rows[0]), len(rows)
         contiguous = torch.equal(rows, torch.arange(start, start + count))
         assert contiguous or not self.timing, "rows not contiguous"  # (sparsify's dummy call)
@@ -180,16 +168,16 @@ def main() -> None:
     trainer = Trainer(cfg, dataset, model)  # type: ignore[arg-type]
     if args.heldout and args.eval_every:
         held = load_file(args.heldout)
-        model.evaluate = functools.partial(
+        model.log.evaluate = functools.partial(
             heldout_eval, trainer.saes, held["mlp_in"].float(), held["mlp_out"].float()
         )
-        model.eval_every = args.eval_every
+        model.log.eval_every = args.eval_every
     end: list[tuple[float, float]] = []
     save = trainer.save
 
     def save_and_time() -> None:
         if not end:
-            end.append(model.clock.now())  # the end of the last step
+            end.append(model.log.clock.now())  # the end of the last step
         save()
 
     trainer.save = save_and_time  # type: ignore[method-assign]
@@ -197,7 +185,7 @@ def main() -> None:
     start = time.perf_counter()
     trainer.fit()
     total = time.perf_counter() - start
-    times = model.step_times
+    times = model.log.step_times
     assert len(times) == steps and end, (len(times), steps)
     run = out / "checkpoints" / "run"
     dest = out / "sparsify"
@@ -210,7 +198,7 @@ def main() -> None:
     info = {
         "trainer": f"eai-sparsify {getattr(sparsify, '__version__', '1.3.3')}",
         **timing_record(times, end[0], args.warmup, args.batch_tokens),
-        "checkpoints": model.checkpoints,
+        "checkpoints": model.log.checkpoints,
         "fit_seconds": total,
         "hookpoints": cfg.hookpoints,
         "settings": {k: v for k, v in vars(args).items()},

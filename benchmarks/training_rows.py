@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,27 @@ class Clock:
         finally:
             self.paused_wall += time.perf_counter() - wall
             self.paused_cpu += time.process_time() - cpu
+
+
+class StepLog:
+    """When each training step starts (wall, CPU), and every `eval_every` steps a held-out
+    checkpoint taken first with the clock paused (so evaluation is not timed)."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.step_times: list[tuple[float, float]] = []
+        self.checkpoints: list[dict[str, Any]] = []
+        self.evaluate: Callable[[], dict[str, Any]] | None = None
+        self.eval_every = 0
+
+    def step_starts(self, step: int) -> None:
+        if step == 0:
+            self.clock.start()
+        if self.evaluate is not None and self.eval_every and step % self.eval_every == 0:
+            with self.clock.paused():
+                self.checkpoints.append({"step": step, **self.evaluate()})
+            self.checkpoints[-1]["wall"], self.checkpoints[-1]["cpu"] = self.clock.now()
+        self.step_times.append(self.clock.now())
 
 
 def timing_record(

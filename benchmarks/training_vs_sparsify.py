@@ -49,9 +49,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from training_rows import (  # pyright: ignore[reportMissingImports]
-    Clock,
     HeldoutMetrics,
     RowReader,
+    StepLog,
     data_files,
     timing_record,
 )
@@ -139,20 +139,10 @@ class ReaderSource:
         self.model_id, self.architecture = "smollm2-135m", "llama"
         self.stats = _stats(spec, self.reader)
         self.spec = spec
-        self.clock = Clock()
-        self.step_times: list[tuple[float, float]] = []
-        self.checkpoints: list[dict[str, Any]] = []
-        self.evaluate: Any = None
-        self.eval_every = 0
+        self.log = StepLog()
 
     def batch(self, step: int, rows: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if step == 0:
-            self.clock.start()
-        if self.evaluate is not None and self.eval_every and step % self.eval_every == 0:
-            with self.clock.paused():
-                self.checkpoints.append({"step": step, **self.evaluate()})
-            self.checkpoints[-1]["wall"], self.checkpoints[-1]["cpu"] = self.clock.now()
-        self.step_times.append(self.clock.now())
+        self.log.step_starts(step)
         start = step * self.batch_size
         count = self.batch_size
         if rows is not None:
@@ -218,15 +208,15 @@ def ours(args: argparse.Namespace) -> None:
     end: list[tuple[float, float]] = []
 
     def end_of_training(*_args: Any, **_kwargs: Any) -> None:  # replaces the final checkpoint
-        end.append(source.clock.now())
+        end.append(source.log.clock.now())
 
     trainer_module._save = end_of_training  # type: ignore[assignment]
     if args.eval_every:
         held = load_file(str(WORK / "data" / "heldout.safetensors"))
-        source.evaluate = functools.partial(
+        source.log.evaluate = functools.partial(
             _live_eval, holder, source, held["mlp_in"].float(), held["mlp_out"].float()
         )
-        source.eval_every = args.eval_every
+        source.log.eval_every = args.eval_every
     warm = args.lr_warmup_steps / steps
     settings = TrainSettings(
         kind="plt",
@@ -253,12 +243,12 @@ def ours(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     result = trainer_module.train(source, settings, out, progress=False)
     total = time.perf_counter() - start
-    times = source.step_times
+    times = source.log.step_times
     assert len(times) == steps and end, (len(times), steps)
     info = {
         "trainer": "circuitscope",
         **timing_record(times, end[0], args.warmup, args.batch_tokens),
-        "checkpoints": source.checkpoints,
+        "checkpoints": source.log.checkpoints,
         "train_seconds": total,
         "trainer_reported_tokens_per_second": result.tokens_per_second,
         "autocast": args.autocast,
