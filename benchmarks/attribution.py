@@ -98,6 +98,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.peer_report = None
+    if args.peer_results:
+        try:
+            args.peer_report = json.loads(Path(args.peer_results).read_text())
+        except (OSError, ValueError) as error:
+            parser.error(f"--peer-results {args.peer_results}: {error}")
     if args.machine is None:
         args.machine = f"{'gpu' if args.device.startswith('cuda') else 'cpu'}-{os.cpu_count()}core"
     args.lengths = sorted(set(args.lengths))
@@ -269,9 +275,9 @@ def earlier_peer(
 ) -> dict[str, Any] | None:
     """The circuit-tracer run of `--peer-results` for this row, if it matches and its
     output in `folder` is the one that file describes; else None."""
-    if not args.peer_results:
+    report = args.peer_report
+    if report is None:
         return None
-    report = json.loads(Path(args.peer_results).read_text())
     settings = report["settings"]
     if any(settings.get(key) != getattr(args, key) for key in REUSED_SETTINGS):
         return None

@@ -71,3 +71,18 @@ def test_a_transcoder_for_another_model_is_refused(tmp_path, capsys):
     args = ["trace", str(llama_model), str(gemma_transcoder), "The capital", "--no-progress"]
     assert main([*args, "-o", str(tmp_path / "x")]) == 2
     assert "does not fit" in capsys.readouterr().err
+
+
+def test_trace_on_cpu_sets_the_allocator_policy_for_its_gradients(folders, tmp_path, monkeypatch):
+    import circuitscope.attribution.trace as trace_module
+
+    sizes: list[int] = []
+    monkeypatch.setattr(trace_module, "set_policy_for_passes", sizes.append)
+    model, transcoder = folders
+    out = tmp_path / "g"
+    args = ["trace", str(model), str(transcoder), "The capital of France is", "-o", str(out)]
+    assert main([*args, "--no-progress", "--batch-size", "8"]) == 0
+    graph = load_graph(out)
+    config = json.loads((model / "config.json").read_text())
+    d_model = config.get("hidden_size") or config["n_embd"]
+    assert sizes == [8 * len(graph.input_tokens) * d_model * 4]  # fp32 [batch, seq, d]

@@ -18,10 +18,8 @@ class RowBuffer:
     """[capacity, n_columns + n_logits] edges; the logit columns stay zero (no edges out)."""
     nodes: Tensor
     """[capacity] the node of each row: a feature's column, or n_columns + i for logit i."""
-    outside_sum: Tensor
-    """[capacity] sum of |edge| from active features without a column."""
     outside_max: Tensor
-    """[capacity] the largest such |edge|."""
+    """[capacity] the largest |edge| from an active feature without a column."""
     totals: Tensor
     """[capacity] sum of |edge| over every source, columns or not (fixed at `add`)."""
     n_columns: int
@@ -35,7 +33,6 @@ class RowBuffer:
         return cls(
             values=torch.zeros(capacity, n_columns + n_logits, dtype=dtype),
             nodes=torch.zeros(capacity, dtype=torch.long),
-            outside_sum=torch.zeros(capacity, dtype=dtype),
             outside_max=torch.zeros(capacity, dtype=dtype),
             totals=torch.zeros(capacity, dtype=dtype),
             n_columns=n_columns,
@@ -56,7 +53,6 @@ class RowBuffer:
         rows = slice(self.n, self.n + k)
         self.values[rows, : self.n_columns] = batch.values
         self.nodes[rows] = nodes
-        self.outside_sum[rows] = batch.outside_sum
         self.outside_max[rows] = batch.outside_max
         self.totals[rows] = batch.values.abs().sum(dim=1) + batch.outside_sum
         if self.blocks is not None:
@@ -76,7 +72,7 @@ class RowBuffer:
         """A buffer of `capacity` rows holding only the feature columns `kept` (sorted,
         from the first `n_features` columns), then the other columns as they are.
 
-        What the dropped feature columns held moves into outside_sum / outside_max and
+        The totals stay; what the dropped feature columns held moves into outside_max and
         the new buffer's `blocks` (the dropped features in column order; the logit rows
         first, then blocks of `block_rows` rows). Row nodes are renumbered to the new
         columns (every row's node must be kept)."""
@@ -95,7 +91,6 @@ class RowBuffer:
             block = self.values[rows]
             new.values[rows, : len(columns)] = block.index_select(1, columns)
             lost = block[:, :n_features][:, dropped].abs()
-            new.outside_sum[rows] = self.outside_sum[rows] + lost.sum(dim=1)
             largest = lost.amax(dim=1) if lost.shape[1] else torch.zeros_like(lost[:, 0])
             new.outside_max[rows] = torch.maximum(self.outside_max[rows], largest)
             new.blocks.add(start, end - start, lost.amax(dim=0), new_block=True)
