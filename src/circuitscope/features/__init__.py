@@ -1,0 +1,1 @@
+"""Feature cards (dashboards): top activations, quantile examples, densities, logit effects."""
