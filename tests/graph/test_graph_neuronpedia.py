@@ -8,6 +8,7 @@ import torch
 from circuitscope.errors import CircuitscopeError
 from circuitscope.graph.graph import ERROR, FEATURE
 from circuitscope.graph.neuronpedia import (
+    READ_REQUIRED,
     REQUIRED,
     export_neuronpedia,
     import_neuronpedia,
@@ -45,8 +46,26 @@ def test_schema_check_names_what_is_missing(pruned):
     problems = schema_problems(document)
     assert "qParams lacks 'linkType'" in problems
     assert any("node 0 lacks ['ctx_idx']" in p for p in problems)
-    with pytest.raises(CircuitscopeError, match="linkType"):
+    assert schema_problems(document, READ_REQUIRED) == ["node 0 lacks ['ctx_idx']"]
+    with pytest.raises(CircuitscopeError, match="ctx_idx"):
         import_neuronpedia(document)
+
+
+def test_imports_a_document_with_only_what_neuronpedias_schema_requires(pruned):
+    """circuit-tracer writes no schema_version; Neuronpedia's generator an empty qParams."""
+    document = json.loads(json.dumps(export_neuronpedia(pruned, "capital", "tiny-clt")))
+    document["qParams"] = {}
+    for key in ("schema_version", "node_threshold", "info", "transcoder_list"):
+        del document["metadata"][key]
+    for node in document["nodes"]:
+        for key in ("influence", "activation", "token_prob", "is_target_logit", "logit_label"):
+            node.pop(key, None)
+    back = import_neuronpedia(document)
+    assert back.n_layers == pruned.n_layers  # from the logits' layer, n_layers + 1
+    assert torch.equal(back.node_kind, pruned.node_kind)
+    assert torch.equal(back.node_feature, pruned.node_feature)
+    torch.testing.assert_close(back.edges, pruned.edges.double())
+    assert back.logit_labels == pruned.logit_labels  # read from circuit-tracer's clerp
 
 
 def test_ids_are_unique_even_where_circuit_tracer_collides(pruned):

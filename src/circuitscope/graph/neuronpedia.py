@@ -4,10 +4,13 @@ Top level: `metadata` (slug, scan, prompt, prompt_tokens, schema_version 1,
 node_threshold, ...), `qParams` (pinnedIds, supernodes as [label, node_id, ...],
 linkType, clickedId, sg_pos), `nodes` and `links` (source, target, weight).
 Node ids follow circuit-tracer's (feature `{layer}_{index}_{pos}`, token
-`E_{token_id}_{pos}`, logit `{n_layers+1}_{token_id}_{pos}`), except error nodes,
-`err_{layer}_{pos}`: circuit-tracer's `0_{layer}_{pos}` collides with the id of
-feature `layer` of layer 0. A node's `influence` is its cumulative influence
-(the share of total influence held by nodes at least as influential), as there.
+`E_{token_id}_{pos}`, logit `{n_layers+1}_{token_id}_{pos}`, its `layer` n_layers+1
+too), except error nodes, `err_{layer}_{pos}`: circuit-tracer's `0_{layer}_{pos}`
+collides with the id of feature `layer` of layer 0. A node's `influence` is its
+cumulative influence (the share of total influence held by nodes at least as
+influential), as there. Logit clerps: see `logit_clerps`.
+
+Metadata (`scan`, `info`, settings): see `neuronpedia_metadata`.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from circuitscope.graph.graph import (
     count_sources,
     target_rows,
 )
+from circuitscope.graph.logit_clerps import label_from_clerp, logit_clerp
+from circuitscope.graph.neuronpedia_metadata import graph_metadata
 
-SCHEMA_VERSION = 1
 FEATURE_TYPES = {
     FEATURE: "cross layer transcoder",
     ERROR: "mlp reconstruction error",
@@ -45,6 +49,15 @@ REQUIRED = {
     ),
     "link": ("source", "target", "weight"),
 }  # fmt: skip
+"""What `export_neuronpedia` writes and `schema_problems` checks by default."""
+READ_REQUIRED = {
+    "metadata": ("slug", "scan", "prompt", "prompt_tokens"),
+    "qParams": (),
+    "node": ("node_id", "feature", "layer", "ctx_idx", "feature_type", "jsNodeId", "clerp"),
+    "link": ("source", "target", "weight"),
+}  # fmt: skip
+"""What `import_neuronpedia` needs: the fields Neuronpedia's graph schema requires, so
+that circuit-tracer's files (no `schema_version`) and Neuronpedia's import too."""
 
 
 def node_ids(graph: Graph) -> list[str]:
@@ -87,16 +100,7 @@ def export_neuronpedia(
         for t, s, w in zip(targets.tolist(), sources.tolist(), weights, strict=True)
     ]
     return {
-        "metadata": {
-            "slug": slug,
-            "scan": scan,
-            "transcoder_list": [],
-            "prompt": graph.prompt,
-            "prompt_tokens": graph.input_tokens,
-            "schema_version": SCHEMA_VERSION,
-            "node_threshold": node_threshold,
-            "info": {"generator": "circuitscope", "n_layers": graph.n_layers},
-        },
+        "metadata": graph_metadata(graph, slug, scan, node_threshold),
         "qParams": {
             "pinnedIds": [],
             "supernodes": [list(group) for group in supernodes],
@@ -136,8 +140,11 @@ def _node(graph: Graph, index: int, node_id: str, cumulative: float | None) -> d
         node["clerp"] = f"Token {graph.input_tokens[pos]!r}" if graph.input_tokens else ""
     elif kind == LOGIT:
         rank = index - int(graph.indices(LOGIT)[0])
-        node.update(token_prob=value, is_target_logit=rank == 0, jsNodeId=f"L_{feature}-{pos}")
-        node["clerp"] = f"Output {graph.logit_labels[rank]}" if graph.logit_labels else ""
+        node.update(layer=str(graph.n_layers + 1), token_prob=value, is_target_logit=rank == 0)
+        node["jsNodeId"] = f"L_{feature if feature >= 0 else f'dir{index}'}-{pos}"
+        if graph.logit_labels:
+            node["clerp"] = logit_clerp(graph.logit_labels[rank], value)
+            node["logit_label"] = graph.logit_labels[rank]
     return node
 
 
@@ -156,27 +163,29 @@ def _cumulative_influence(graph: Graph) -> list[float | None]:
     return cumulative.tolist()
 
 
-def schema_problems(document: Any) -> list[str]:
-    """Every missing required field of an attribution-graph JSON document."""
+def schema_problems(document: Any, required: dict[str, tuple[str, ...]] = REQUIRED) -> list[str]:
+    """Every missing field of an attribution-graph JSON document (`required`: the fields
+    of each part: metadata, qParams, node, link)."""
     if not isinstance(document, dict):
         return ["the document is not a JSON object"]
     problems = [f"missing '{key}'" for key in ("metadata", "qParams", "nodes", "links")
                 if key not in document]  # fmt: skip
     for section in ("metadata", "qParams"):
-        for key in REQUIRED[section] if isinstance(document.get(section), dict) else ():
+        for key in required[section] if isinstance(document.get(section), dict) else ():
             if key not in document[section]:
                 problems.append(f"{section} lacks '{key}'")
     for kind, items in (("node", document.get("nodes", [])), ("link", document.get("links", []))):
         for number, item in enumerate(items):
-            missing = [key for key in REQUIRED[kind] if key not in item]
+            missing = [key for key in required[kind] if key not in item]
             if missing:
                 problems.append(f"{kind} {number} lacks {missing}")
     return problems
 
 
 def import_neuronpedia(document: dict[str, Any]) -> Graph:
-    """A Graph from an attribution-graph JSON document (as written by `export_neuronpedia`)."""
-    problems = schema_problems(document)
+    """A Graph from an attribution-graph JSON document: ours (`export_neuronpedia`, old
+    files too), circuit-tracer's or Neuronpedia's (the nodes kinds we know)."""
+    problems = schema_problems(document, READ_REQUIRED)
     if problems:
         raise CircuitscopeError("not an attribution-graph JSON: " + "; ".join(problems[:5]))
     kinds = {name: kind for kind, name in FEATURE_TYPES.items()}
@@ -194,7 +203,7 @@ def import_neuronpedia(document: dict[str, Any]) -> Graph:
     edges = _edges(document["links"], index, node_kind)
     tokens = sorted((pos, feature) for kind, _, pos, feature, _ in table if kind == TOKEN)
     metadata = document["metadata"]
-    labels = [node["clerp"].removeprefix("Output ") for kind, node in rows if kind == LOGIT]
+    labels = _logit_labels(metadata, [node for kind, node in rows if kind == LOGIT])
     return Graph(
         prompt=metadata["prompt"],
         input_ids=torch.tensor([token for _, token in tokens], dtype=torch.long),
@@ -226,6 +235,18 @@ def _edges(links: list[dict[str, Any]], index: dict[str, int], node_kind: Tensor
     return edges
 
 
+def _logit_labels(metadata: dict[str, Any], logits: list[dict[str, Any]]) -> list[str]:
+    """Each logit's label: its `logit_label`, else read from its clerp."""
+    old_circuitscope = metadata.get("info", {}).get("generator") == "circuitscope"
+    labels = [
+        node["logit_label"]
+        if "logit_label" in node
+        else label_from_clerp(node["clerp"], old_circuitscope)
+        for node in logits
+    ]
+    return labels if any(labels) else []
+
+
 def _n_layers(document: dict[str, Any], rows: list[tuple[int, dict[str, Any]]]) -> int:
     info = document["metadata"].get("info", {})
     if "n_layers" in info:
@@ -239,9 +260,9 @@ def _node_row(kind: int, node: dict[str, Any], n_layers: int) -> tuple[int, int,
     pos = int(node["ctx_idx"])
     parts = str(node["node_id"]).split("_")
     if kind == FEATURE:
-        return kind, int(node["layer"]), pos, int(parts[1]), float(node["activation"] or 0.0)
+        return kind, int(node["layer"]), pos, int(parts[1]), float(node.get("activation") or 0.0)
     if kind == ERROR:
         return kind, int(node["layer"]), pos, -1, 0.0
     if kind == TOKEN:
         return kind, -1, pos, int(parts[1]), 0.0
-    return kind, n_layers, pos, int(node["feature"]), float(node["token_prob"])
+    return kind, n_layers, pos, int(node["feature"]), float(node.get("token_prob") or 0.0)
