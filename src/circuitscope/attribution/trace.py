@@ -27,6 +27,7 @@ from circuitscope.errors import CircuitscopeError
 from circuitscope.graph.files import save_graph
 from circuitscope.graph.graph import Graph
 from circuitscope.graph.neuronpedia import export_neuronpedia
+from circuitscope.graph.neuronpedia_metadata import neuronpedia_scan
 from circuitscope.graph.prune import prune_graph
 from circuitscope.graph.render import render_graph
 from circuitscope.graph.scores import GraphScores, graph_scores
@@ -96,7 +97,8 @@ def write_trace(result: TraceResult, config: TraceConfig) -> Path:
     save_graph(result.graph, folder, "graph")
     save_graph(result.pruned, folder, "pruned")
     slug = config.slug or _slug(config.prompt)
-    document = export_neuronpedia(result.pruned, slug, config.transcoder, config.node_threshold)
+    scan = neuronpedia_scan(config.model)
+    document = export_neuronpedia(result.pruned, slug, scan, config.node_threshold)
     (folder / f"{slug}.json").write_text(json.dumps(document))
     (folder / "config.json").write_text(json.dumps(config_to_dict(config), indent=1))
     render_graph(result.pruned, folder / "pruned.png")
