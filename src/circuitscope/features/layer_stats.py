@@ -1,0 +1,154 @@
+"""What the pass keeps for one layer's features: memory independent of corpus length.
+
+- `count` [F]: tokens where the feature fired (activation > 0);
+- `exponent` [F]: its activation range [0, 2^e) (see `ranges`);
+- `histogram` [F, H]: counts of its positive activations in H bins of that range;
+- `top` (slots = features, capacity k): its k largest activations (ties: earlier token);
+- `samples` (slots = feature · n_intervals + interval): per activation interval, a
+  uniform sample of `per_interval` activations, chosen by hashed keys (`sample_keys`).
+
+Each kept entry carries its context window, taken from the batch it came in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from circuitscope.features.ranges import MIN_EXPONENT, bin_of, grown_exponent, rebin_counts
+from circuitscope.features.selection import sample_keys
+from circuitscope.features.tables import SlotTable
+
+
+@dataclass(frozen=True)
+class StatsSettings:
+    top_k: int = 20
+    n_intervals: int = 8
+    per_interval: int = 4
+    histogram_bins: int = 256
+    before: int = 24
+    after: int = 8
+
+    @property
+    def width(self) -> int:
+        return self.before + 1 + self.after
+
+
+@dataclass
+class LayerStats:
+    feature_ids: Tensor  # [F] global ids (layer · 2^24 + index), for sample keys
+    count: Tensor  # [F] int64
+    exponent: Tensor  # [F] int64
+    histogram: Tensor  # [F, H] int64
+    top: SlotTable
+    samples: SlotTable
+
+    @classmethod
+    def empty(cls, layer: int, features: Tensor, settings: StatsSettings) -> LayerStats:
+        n = len(features)
+        return cls(
+            feature_ids=layer * (1 << 24) + features.long(),
+            count=torch.zeros(n, dtype=torch.long),
+            exponent=torch.full((n,), MIN_EXPONENT, dtype=torch.long),
+            histogram=torch.zeros(n, settings.histogram_bins, dtype=torch.long),
+            top=SlotTable.empty(n, settings.top_k, settings.width),
+            samples=SlotTable.empty(
+                n * settings.n_intervals, settings.per_interval, settings.width
+            ),
+        )
+
+    def update(
+        self, acts: Tensor, input_ids: Tensor, first_position: int, settings: StatsSettings
+    ) -> None:
+        """Add a batch. acts: [B, T, F] float32 (position 0 of each context is skipped),
+        input_ids: [B, T], first_position: global position of token 0 of context 0;
+        contexts are consecutive (context b starts at first_position + b·T)."""
+        batch, length, _ = acts.shape
+        fired = acts[:, 1:] > 0
+        b, t, f = fired.nonzero(as_tuple=True)
+        t = t + 1
+        value = acts[b, t, f]
+        position = first_position + b * length + t
+        self.count += torch.bincount(f, minlength=len(self.count))
+        grown = grown_exponent(self.exponent, f, value)
+        shift, self.exponent = grown - self.exponent, grown
+        self.histogram = rebin_counts(self.histogram, shift)
+        n_bins = settings.histogram_bins
+        flat = f * n_bins + bin_of(value, self.exponent[f], n_bins)
+        self.histogram += torch.bincount(flat, minlength=self.histogram.numel()).view_as(
+            self.histogram
+        )
+
+        def windows(i: Tensor) -> tuple[Tensor, Tensor]:
+            return _windows(acts, input_ids, b[i], t[i], f[i], settings)
+
+        top_ok = -value.double() <= self.top.threshold()[f]
+        self.top = self.top.merged(
+            f[top_ok],
+            -value[top_ok].double(),
+            position[top_ok],
+            value[top_ok],
+            lambda i: windows(top_ok.nonzero().flatten()[i]),
+        )
+        self._sample(f, value, position, windows, settings, bool((shift > 0).any()))
+
+    def _sample(
+        self, f: Tensor, value: Tensor, position: Tensor, windows, settings, grew: bool
+    ) -> None:  # noqa: ANN001
+        q = settings.n_intervals
+        interval = bin_of(value, self.exponent[f], q)
+        slot = f * q + interval
+        key = sample_keys(self.feature_ids[f], position)
+        if grew:  # bins merged: move kept samples first, so thresholds are the merged bins'
+            self.samples = self.samples.reslotted(self.sample_slots(settings))
+        ok = key <= self.samples.threshold()[slot]
+        self.samples = self.samples.merged(
+            slot[ok],
+            key[ok],
+            position[ok],
+            value[ok],
+            lambda i: windows(ok.nonzero().flatten()[i]),
+        )
+
+    def sample_slots(self, settings: StatsSettings) -> Tensor:
+        """[S, c] the slot each kept sample belongs in under the current ranges."""
+        q = settings.n_intervals
+        slot, place = self.samples.filled()
+        out = torch.zeros_like(self.samples.position)
+        feature = slot // q
+        value = self.samples.value[slot, place]
+        out[slot, place] = feature * q + bin_of(value, self.exponent[feature], q)
+        return out
+
+    def absorb(self, other: LayerStats, settings: StatsSettings) -> None:
+        """Merge another process's stats of the same features (exact)."""
+        exponent = torch.maximum(self.exponent, other.exponent)
+        self.histogram = rebin_counts(self.histogram, exponent - self.exponent) + rebin_counts(
+            other.histogram, exponent - other.exponent
+        )
+        self.count += other.count
+        self.exponent = exponent
+        self.top = self.top.absorb(other.top)
+        other_exponent, other.exponent = other.exponent, exponent
+        other_slots = other.sample_slots(settings)
+        other.exponent = other_exponent
+        mine = self.sample_slots(settings)
+        realigned = other.samples.reslotted(other_slots)
+        self.samples = self.samples.reslotted(mine).absorb(realigned)
+
+
+def _windows(
+    acts: Tensor, input_ids: Tensor, b: Tensor, t: Tensor, f: Tensor, settings: StatsSettings
+) -> tuple[Tensor, Tensor]:
+    """Activations of feature f and token ids around (b, t): ([m, W], [m, W]); position 0
+    and positions past the context are padding (activation 0, token -1)."""
+    offsets = torch.arange(-settings.before, settings.after + 1)
+    where = t.unsqueeze(1) + offsets
+    valid = (where >= 1) & (where < acts.shape[1])
+    where = where.clamp(0, acts.shape[1] - 1)
+    rows = b.unsqueeze(1)
+    window_acts = torch.where(valid, acts[rows, where, f.unsqueeze(1)], 0.0)
+    tokens = torch.where(valid, input_ids[rows, where], -1)
+    return window_acts, tokens

@@ -1,0 +1,154 @@
+"""The single pass over a corpus that fills every layer's `LayerStats`.
+
+Contexts are numbered in stream order; token t of context i has global position
+i·T + t (T the context length). With several processes (torchrun), process r
+takes the batches whose number is r modulo the world size: disjoint shards of the
+same numbered stream, so positions and sample keys are those of a single process
+and `merge_across_processes` rebuilds the single-process result exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from circuitscope.errors import CircuitscopeError
+from circuitscope.features.layer_stats import LayerStats, StatsSettings
+from circuitscope.features.tables import SlotTable
+from circuitscope.models import sites
+from circuitscope.models.adapter import ModelAdapter
+from circuitscope.models.norms import norm_scale
+from circuitscope.transcoders.transcoder import Transcoder
+
+
+@dataclass
+class FeatureStats:
+    """Everything the pass keeps, per layer, plus corpus totals."""
+
+    layers: dict[int, LayerStats]
+    features: dict[int, Tensor]  # layer -> [F] feature indices covered
+    settings: StatsSettings
+    context_length: int
+    tokens: int = 0
+    """Positions seen (position 0 of each context excluded)."""
+    divisor_sum: float = 0.0
+    """Sum over those positions of the final norm's divisor (rms or std of the residual)."""
+    seconds: float = 0.0
+    contexts: int = 0
+    token_ids: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def typical_divisor(self) -> float:
+        return self.divisor_sum / max(self.tokens, 1)
+
+
+@dataclass
+class Shard:
+    rank: int = 0
+    world_size: int = 1
+
+
+@torch.no_grad()
+def collect_stats(
+    adapter: ModelAdapter,
+    transcoder: Transcoder,
+    batches: Iterable[Tensor],
+    n_contexts: int,
+    features: dict[int, Tensor],
+    settings: StatsSettings,
+    shard: Shard | None = None,
+    progress: bool = True,
+) -> FeatureStats:
+    """Stream up to `n_contexts` contexts (batches [B, T] of ids, B fixed but the last)."""
+    from tqdm import tqdm
+
+    shard = shard or Shard()
+    layers = sorted(features)
+    stats = {layer: LayerStats.empty(layer, features[layer], settings) for layer in layers}
+    capture = [transcoder.config.site_in(layer) for layer in layers]
+    final_site = sites.resid_post(adapter.n_layers - 1)
+    result = FeatureStats(stats, features, settings, context_length=0)
+    start, seen = time.perf_counter(), 0
+    bar = tqdm(total=n_contexts, unit="ctx", disable=not progress, desc="features")
+    for number, ids in enumerate(batches):
+        ids = ids[: n_contexts - seen]
+        first, seen = seen, seen + len(ids)
+        if len(ids) == 0:
+            break
+        result.context_length = int(ids.shape[1])
+        if number % shard.world_size == shard.rank:
+            _add_batch(adapter, transcoder, ids, first, capture, final_site, result)
+        bar.update(len(ids))
+        bar.set_postfix(tok_s=f"{seen * (ids.shape[1] - 1) / (time.perf_counter() - start):.0f}")
+        if seen >= n_contexts:
+            break
+    bar.close()
+    if seen == 0:
+        raise CircuitscopeError("the corpus gave no complete context: give more text")
+    result.contexts, result.seconds = seen, time.perf_counter() - start
+    return result
+
+
+def _add_batch(
+    adapter: ModelAdapter,
+    transcoder: Transcoder,
+    ids: Tensor,
+    first_context: int,
+    capture: list[str],
+    final_site: str,
+    result: FeatureStats,
+) -> None:
+    ids = ids.to(adapter.device)
+    cache = adapter.run(ids, capture=[*capture, final_site], unembed=False).cache
+    final = cache.pop(final_site)[:, 1:]
+    divisor = 1.0 / norm_scale(adapter.spec.norm_kind, adapter.final_norm, final)
+    result.divisor_sum += float(divisor.double().sum())
+    result.tokens += int(ids.shape[0] * (ids.shape[1] - 1))
+    first_position = first_context * int(ids.shape[1])
+    ids_cpu = ids.cpu()
+    for layer, stats in result.layers.items():
+        x = cache.pop(transcoder.config.site_in(layer))
+        acts = transcoder.encode(layer, x.to(transcoder.home))
+        acts = acts[..., result.features[layer].to(acts.device)].float().cpu()
+        stats.update(acts, ids_cpu, first_position, result.settings)
+
+
+def merge_across_processes(result: FeatureStats) -> FeatureStats:
+    """Rank 0 gets the union of every process's stats (others keep theirs); exact."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return result
+    totals = torch.tensor([float(result.tokens), result.divisor_sum], dtype=torch.float64)
+    dist.all_reduce(totals)
+    result.tokens, result.divisor_sum = int(totals[0]), float(totals[1])
+    for mine in result.layers.values():
+        others = [_gather(mine, rank) for rank in range(1, dist.get_world_size())]
+        if dist.get_rank() == 0:
+            for other in others:
+                mine.absorb(other, result.settings)
+    return result
+
+
+def _gather(stats: LayerStats, source: int) -> LayerStats:
+    """Process `source`'s stats, broadcast to every process (tensors of equal shapes)."""
+    fields = (
+        stats.count,
+        stats.exponent,
+        stats.histogram,
+        *_table(stats.top),
+        *_table(stats.samples),
+    )
+    received = [tensor.clone() for tensor in fields]
+    for tensor in received:
+        dist.broadcast(tensor, src=source)
+    count, exponent, histogram = received[:3]
+    top, samples = SlotTable(*received[3:8]), SlotTable(*received[8:13])
+    return LayerStats(stats.feature_ids, count, exponent, histogram, top, samples)
+
+
+def _table(table: SlotTable) -> tuple[Tensor, ...]:
+    return (table.key, table.position, table.value, table.acts, table.tokens)
