@@ -58,8 +58,8 @@ def target_inputs(
         if kind == FEATURE:
             layer, pos = int(graph.node_layer[node]), int(graph.node_position[node])
             encoder = rep.transcoder.layer(layer).W_enc[:, int(graph.node_feature[node])]
-            m_in = cache[sites.mlp_in(layer)][:, pos].to(rep.dtype)
-            values.append(m_in @ encoder.to(rep.dtype))
+            x = cache[rep.input_site(layer)][:, pos].to(rep.dtype)
+            values.append(x @ encoder.to(rep.dtype))
     normed = cache[sites.FINAL_NORM][:, -1].to(rep.dtype)
     for direction in directions:
         values.append(normed @ direction.to(rep.dtype))
@@ -81,7 +81,7 @@ def measured_columns(
             mlp_out[layer][row] += addition.to(mlp_out[layer].dtype)
         embed[row] += embed_add.to(embed.dtype)
     replacements = {layer: rep.with_skip(layer, value) for layer, value in mlp_out.items()}
-    capture = [sites.mlp_in(layer) for layer in range(rep.n_layers)] + [sites.FINAL_NORM]
+    capture = [rep.input_site(layer) for layer in range(rep.n_layers)] + [sites.FINAL_NORM]
     with torch.no_grad():
         result = rep.adapter.run(
             rep.input_ids.expand(batch, -1),
@@ -89,6 +89,7 @@ def measured_columns(
             mlp_out=replacements,
             embed=embed,
             capture=capture,
+            live_input=rep.live_input,
         )
     values = target_inputs(rep, graph, result.cache, directions)
     return (values[1:] - values[:1]).T

@@ -1,10 +1,9 @@
 """Every edge of the graph equals the measured effect of its source on its target.
 
-On tiny random fp64 models of every architecture, with a CLT and a PLT (and a
+On tiny random fp64 models of every architecture, with every transcoder variant
+(mlp_in CLT and PLT, a PLT with a skip connection, a resid_mid CLT and a resid_mid
 PLT with a skip connection), all columns are measured.
 """
-
-from typing import Literal
 
 import pytest
 import torch
@@ -12,16 +11,19 @@ from attribution_perturbation import measured_columns, source_columns, target_ro
 
 from circuitscope.graph.graph import ERROR, FEATURE, TOKEN
 from circuitscope.testing.tiny_graphs import traced_tiny
+from circuitscope.testing.tiny_transcoders import VARIANTS, Variant
 
 
-def _graph_and_replacement(arch: str, kind: Literal["clt", "plt"], skip: bool = False):
-    traced = traced_tiny(arch, kind, skip=skip, n_logits=4)
+def _graph_and_replacement(arch: str, variant: Variant):
+    traced = traced_tiny(
+        arch, variant.kind, skip=variant.skip, n_logits=4, input_site=variant.input_site
+    )
     return traced.replacement, traced.graph, traced.directions()
 
 
-@pytest.mark.parametrize("kind", ["clt", "plt"])
-def test_every_edge_equals_a_measured_perturbation(arch: str, kind: Literal["clt", "plt"]):
-    rep, graph, directions = _graph_and_replacement(arch, kind)
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+def test_every_edge_equals_a_measured_perturbation(arch: str, variant: Variant):
+    rep, graph, directions = _graph_and_replacement(arch, variant)
     columns = source_columns(graph).tolist()
     measured = torch.cat(
         [
@@ -41,11 +43,3 @@ def test_every_edge_equals_a_measured_perturbation(arch: str, kind: Literal["clt
     sources, targets = torch.meshgrid(torch.tensor(columns), target_rows(graph), indexing="xy")
     later = graph.node_position[sources] > graph.node_position[targets]
     assert torch.all(predicted[later] == 0)
-
-
-def test_skip_connection_edges_match_perturbations():
-    rep, graph, directions = _graph_and_replacement("llama", "plt", skip=True)
-    columns = source_columns(graph).tolist()[:64]
-    measured = measured_columns(rep, graph, columns, directions)
-    predicted = graph.edges[:, columns]  # rows: target_rows(graph)
-    torch.testing.assert_close(predicted, measured, atol=1e-9, rtol=1e-7)

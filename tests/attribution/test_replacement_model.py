@@ -11,7 +11,7 @@ from circuitscope.graph.graph import ERROR, FEATURE
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
-from circuitscope.testing.tiny_transcoders import tiny_transcoder
+from circuitscope.testing.tiny_transcoders import VARIANTS, Variant, tiny_transcoder
 
 PROMPT = "two plus two is four, and the river ran past the mill"
 
@@ -21,31 +21,41 @@ def _ids() -> torch.Tensor:
     return torch.tensor([[tokenizer.bos_token_id, *tokenizer(PROMPT).input_ids]])
 
 
-@pytest.mark.parametrize("kind", ["clt", "plt"])
-def test_with_error_nodes_it_reproduces_the_logits(arch, kind):
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+def test_with_error_nodes_it_reproduces_the_logits(arch: str, variant: Variant):
     adapter = ModelAdapter(tiny_model(arch))
-    rep = build_replacement(adapter, tiny_transcoder(adapter, kind), _ids())
+    transcoder = tiny_transcoder(
+        adapter, variant.kind, skip_connection=variant.skip, input_site=variant.input_site
+    )
+    rep = build_replacement(adapter, transcoder, _ids())
     with torch.no_grad():
-        logits = adapter.run(rep.input_ids, frozen=rep.recording.frozen, mlp_out=rep.mlp_outputs())
+        logits = adapter.run(
+            rep.input_ids,
+            frozen=rep.recording.frozen,
+            mlp_out=rep.mlp_outputs(),
+            live_input=rep.live_input,
+        )
     assert (logits.logits - rep.recording.logits).abs().max().item() < 1e-5
     assert len(rep.features) > 20 and rep.errors.abs().max() > 0.1  # not vacuous
 
 
-def test_without_error_nodes_it_is_the_spliced_transcoder(arch):
+@pytest.mark.parametrize("input_site", ["mlp_in", "resid_mid"])
+def test_without_error_nodes_it_is_the_spliced_transcoder(arch: str, input_site: str):
     """Errors removed = each MLP output replaced by the transcoder's own reconstruction
     (except at BOS, whose MLP outputs are constants of the model)."""
     adapter = ModelAdapter(tiny_model(arch))
-    transcoder = tiny_transcoder(adapter, "clt")
+    transcoder = tiny_transcoder(adapter, "clt", input_site=input_site)
     rep = build_replacement(adapter, transcoder, _ids())
-    mlp_in = {i: rep.recording.cache[sites.mlp_in(i)][0] for i in range(adapter.n_layers)}
-    activations = {i: transcoder.encode(i, x) for i, x in mlp_in.items()}
+    cache = rep.recording.cache
+    inputs = {i: cache[sites.transcoder_input(input_site, i)][0] for i in range(adapter.n_layers)}
+    activations = {i: transcoder.encode(i, x) for i, x in inputs.items()}
     for acts in activations.values():
         acts[0] = 0.0  # the BOS position carries no features
-    spliced = {i: y.unsqueeze(0) for i, y in transcoder.decode(activations, mlp_in).items()}
+    spliced = {i: y.unsqueeze(0) for i, y in transcoder.decode(activations, inputs).items()}
     for layer, output in spliced.items():  # BOS keeps its own MLP output (a constant)
         output[0, 0] = rep.recording.cache[sites.mlp_out(layer)][0, 0]
     with torch.no_grad():
-        run = dict(frozen=rep.recording.frozen)
+        run = dict(frozen=rep.recording.frozen, live_input=input_site)
         expected = adapter.run(rep.input_ids, mlp_out=spliced, **run).logits  # type: ignore[arg-type]
         without = adapter.run(rep.input_ids, mlp_out=rep.mlp_outputs(False), **run).logits  # type: ignore[arg-type]
     torch.testing.assert_close(without, expected, atol=1e-5, rtol=1e-5)

@@ -14,7 +14,7 @@ from circuitscope.interventions.spec import Intervention, zero
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_graphs import traced_tiny
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
-from circuitscope.testing.tiny_transcoders import tiny_transcoder
+from circuitscope.testing.tiny_transcoders import VARIANTS, Variant, tiny_transcoder
 
 
 def _sample(indices: torch.Tensor, count: int) -> list[int]:
@@ -28,11 +28,11 @@ def _error_nodes(graph) -> torch.Tensor:
     return errors[graph.node_position[errors] > 0]
 
 
-@pytest.mark.parametrize("kind", ["clt", "plt"])
-def test_constrained_intervention_moves_each_target_by_its_edge_weight(
-    arch: str, kind: Literal["clt", "plt"]
-):
-    traced = traced_tiny(arch, kind, n_logits=3)
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+def test_constrained_intervention_moves_each_target_by_its_edge_weight(arch: str, variant: Variant):
+    traced = traced_tiny(
+        arch, variant.kind, skip=variant.skip, n_logits=3, input_site=variant.input_site
+    )
     graph = traced.graph
     sources = _sample(graph.indices(FEATURE), 10) + _sample(_error_nodes(graph), 4)
     batches: list[list[Intervention]] = [[]]  # element 0: the clean baseline
@@ -157,15 +157,17 @@ def test_batch_elements_are_independent():
         torch.testing.assert_close(together.logits[b], single.logits[0], atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["clt", "plt"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_replacement_model_small_changes_follow_the_graphs_total_effects(
-    arch: str, kind: Literal["clt", "plt"]
+    arch: str, variant: Variant
 ):
     """Run live (features recomputed, errors held, attention and norms frozen), a small
     change of a node moves the logits by the graph's total effect through every path."""
     from circuitscope.graph.effects import total_effects_on_logits
 
-    traced = traced_tiny(arch, kind, n_logits=3)
+    traced = traced_tiny(
+        arch, variant.kind, skip=variant.skip, n_logits=3, input_site=variant.input_site
+    )
     graph = traced.graph
     sources = _sample(graph.indices(FEATURE), 8) + _sample(_error_nodes(graph), 3)
     epsilon = 1e-4

@@ -117,3 +117,38 @@ def test_capture_keeps_only_the_named_sites(tiny_adapter: ModelAdapter, prompt_i
     assert result.frozen is None
     for name in wanted:
         torch.testing.assert_close(result.cache[name], recording.cache[name], atol=1e-5, rtol=0)
+
+
+def test_resid_mid_is_the_residual_between_attention_and_the_mlp(tiny_adapter, prompt_ids):
+    """resid_mid + mlp_out = resid_post, and the MLP's input is the norm of resid_mid."""
+    recording = tiny_adapter.record(prompt_ids)
+    cache = recording.cache
+    for layer in range(tiny_adapter.n_layers):
+        resid_mid = cache[sites.resid_mid(layer)]
+        assert not torch.equal(resid_mid, cache[sites.resid_pre(layer)])  # attention wrote
+        total = resid_mid + cache[sites.mlp_out(layer)]
+        torch.testing.assert_close(total, cache[sites.resid_post(layer)], atol=1e-6, rtol=1e-6)
+        norm = tiny_adapter.layers[layer].get_submodule(tiny_adapter.spec.mlp_norm)
+        with torch.no_grad():
+            torch.testing.assert_close(norm(resid_mid), cache[sites.mlp_in(layer)])
+    frozen = tiny_adapter.run(prompt_ids, frozen=recording.frozen, record=True).cache
+    for layer in range(tiny_adapter.n_layers):  # frozen mode records it the same way
+        name = sites.resid_mid(layer)
+        torch.testing.assert_close(frozen[name], cache[name], atol=1e-6, rtol=1e-6)
+
+
+def test_replacements_receive_the_live_input_they_ask_for(tiny_adapter, prompt_ids):
+    cache = tiny_adapter.record(prompt_ids).cache
+    seen: dict[str, torch.Tensor] = {}
+    for kind in sites.TRANSCODER_INPUTS:
+
+        def own_output(x: torch.Tensor, kind: str = kind) -> torch.Tensor:
+            seen[kind] = x.detach().clone()
+            return cache[sites.mlp_out(1)]
+
+        edits = {0: lambda x, out, kind=kind: seen.setdefault(f"edit-{kind}", x.clone()) * 0 + out}
+        with torch.no_grad():
+            tiny_adapter.run(prompt_ids, mlp_out={1: own_output}, mlp_edit=edits, live_input=kind)
+        torch.testing.assert_close(seen[kind], cache[sites.transcoder_input(kind, 1)])
+        torch.testing.assert_close(seen[f"edit-{kind}"], cache[sites.transcoder_input(kind, 0)])
+    assert not torch.allclose(seen["mlp_in"], seen["resid_mid"])

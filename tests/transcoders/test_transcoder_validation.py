@@ -32,14 +32,15 @@ def test_each_mismatch_gets_its_own_message(llama: ModelAdapter) -> None:
         n_layers=4,
         n_features=[4] * 4,
         architecture="gemma2",
-        input_site="layers.{layer}.resid_mid",
+        input_site="layers.{layer}.resid_post",
     ).config
     problems = model_mismatches(config, llama)
     assert problems == [
         "transcoder has 4 layers, the model has 3",
         "transcoder d_model is 8, the model's is 32",
         "transcoder was made for a gemma2 model, this is llama",
-        "input site 'layers.0.resid_mid' is not a site this model records",
+        "input site 'layers.{layer}.resid_post' is not a transcoder input "
+        "('layers.{layer}.mlp_in' or 'layers.{layer}.resid_mid')",
     ]
     with pytest.raises(CircuitscopeError) as error:
         check_against_model(config, llama)

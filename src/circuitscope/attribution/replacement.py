@@ -1,7 +1,8 @@
 """The local replacement model of one prompt.
 
 One recorded run of the original model gives every MLP's input and output.
-The transcoder encodes the inputs into features (none at position 0, the BOS
+The transcoder encodes its inputs (the MLP inputs, or for a `resid_mid`
+transcoder the residual stream before each MLP's norm) into features (none at position 0, the BOS
 attention sink) and decodes them into reconstructions ŷ; each MLP output is
 then ŷ plus a constant error node e = m_out − ŷ. With attention and norm scales
 frozen, this model reproduces the original logits exactly, and the map from
@@ -91,22 +92,27 @@ class LocalReplacement:
             outputs[layer] = constant.unsqueeze(0)
         return outputs
 
+    @property
+    def live_input(self) -> str:
+        """The live input (`ModelAdapter.run(live_input=...)`) the transcoder reads."""
+        return self.transcoder.config.input_kind
+
+    def input_site(self, layer: int) -> str:
+        """The site whose value a feature of `layer` encodes (its target's input)."""
+        return sites.transcoder_input(self.live_input, layer)
+
     def with_skip(self, layer: int, constant: Tensor) -> Replacement:
-        """The MLP output: `constant`, plus W_skip · m_in (linear, live) with a skip term."""
+        """The MLP output: `constant`, plus W_skip · x (linear, live) with a skip term;
+        x is the live input site (run with `live_input=self.live_input`)."""
         if not self.transcoder.config.skip_connection:
             return constant
-        return lambda m_in: constant.to(m_in.dtype) + self.skip_term(layer, m_in)
-
-    def skip_term(self, layer: int, mlp_in: Tensor) -> Tensor:
-        """W_skip · m_in for a layer (zeros without a skip connection). [..., d] -> [..., d]."""
-        block = self.transcoder.layer(layer)
-        return block.skip(mlp_in.to(block.W_enc.dtype)).to(mlp_in.dtype)
+        return lambda x: constant.to(x.dtype) + self.transcoder.skip(layer, x)
 
     def _recorded_skip(self, layer: int) -> Tensor:
         if not self.transcoder.config.skip_connection:
             return torch.zeros_like(self.errors[layer])
-        m_in = self.recording.cache[sites.mlp_in(layer)][0].to(self.dtype)
-        return self.skip_term(layer, m_in)
+        x = self.recording.cache[self.input_site(layer)][0].to(self.dtype)
+        return self.transcoder.skip(layer, x)
 
 
 def build_replacement(
@@ -115,23 +121,24 @@ def build_replacement(
     """Record the prompt and build its local replacement model. input_ids: [1, seq]."""
     check_against_model(transcoder, adapter)
     config = transcoder.config
-    if (config.site_in(0), config.site_out(0)) != (sites.mlp_in(0), sites.mlp_out(0)):
+    if config.site_out(0) != sites.mlp_out(0):
         raise CircuitscopeError(
-            f"attribution needs a transcoder from MLP input to MLP output; this one maps "
-            f"{config.input_site!r} to {config.output_site!r}"
+            f"attribution needs a transcoder that reconstructs the MLP output; this one "
+            f"writes {config.output_site!r}"
         )
+    live = config.input_kind
     if input_ids.ndim != 2 or input_ids.shape[0] != 1:
         raise CircuitscopeError(f"expected one prompt [1, seq], got {tuple(input_ids.shape)}")
     recording = adapter.record(input_ids)
     dtype = adapter.accumulation_dtype
-    acts, mlp_in = {}, {}
+    acts, inputs = {}, {}
     with torch.no_grad():
         for layer in range(adapter.n_layers):
-            mlp_in[layer] = recording.cache[sites.mlp_in(layer)][0]
-            layer_acts = transcoder.encode(layer, mlp_in[layer]).to(dtype)
+            inputs[layer] = recording.cache[sites.transcoder_input(live, layer)][0]
+            layer_acts = transcoder.encode(layer, inputs[layer]).to(dtype)
             layer_acts[0] = 0.0  # the BOS position carries no features
             acts[layer] = layer_acts
-        decoded = transcoder.decode_sparse(acts, mlp_in)
+        decoded = transcoder.decode_sparse(acts, inputs)
     reconstruction = torch.stack([decoded[layer].to(dtype) for layer in range(adapter.n_layers)])
     m_out = torch.stack(
         [recording.cache[sites.mlp_out(layer)][0].to(dtype) for layer in range(adapter.n_layers)]

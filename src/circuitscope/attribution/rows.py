@@ -4,8 +4,8 @@ One forward pass of the local replacement model, with attention and norm scales
 frozen and every MLP output held at its constant (features + error), batch B,
 builds a graph that is linear from the token embeddings and MLP outputs to every
 MLP input and to the final norm's output. Each later backward injects one
-target's input vector per batch row (a feature's encoder vector at its MLP
-input, or a demeaned unembedding vector at the final norm) and taps on the
+target's input vector per batch row (a feature's encoder vector at the site its
+transcoder reads, or a demeaned unembedding vector at the final norm) and taps on the
 embeddings and MLP outputs turn the arriving gradients into edge weights: the
 gradient dotted with each source's output vector.
 
@@ -245,7 +245,7 @@ class RowComputer:
             layer: self._tapped_output(layer, constant[:, :length].to(model_dtype).expand(shape))
             for layer, constant in self._constants.items()
         }
-        targets = [sites.mlp_in(layer) for layer in range(rep.n_layers)] + [sites.FINAL_NORM]
+        targets = [rep.input_site(layer) for layer in range(rep.n_layers)] + [sites.FINAL_NORM]
         states = {site: _InletState() for site in targets}
 
         def inlet(site: str, value: Tensor) -> Tensor:  # the site's activations are dropped
@@ -261,19 +261,21 @@ class RowComputer:
                 keep_graph=True,
                 unembed=False,
                 capture_as=inlet,
+                live_input=rep.live_input,
             )
         return _PrefixGraph(length, {site: (result.cache[site], states[site]) for site in targets})
 
     def _tapped_output(self, layer: int, value: Tensor) -> Callable[[Tensor], Tensor]:
-        """The MLP output as a function of the MLP input, tapped when the layer runs.
+        """The MLP output as a function of the transcoder's live input, tapped when the
+        layer runs.
 
         Made during the forward, the tap's backward runs as soon as its gradient
         arrives; made before it, autograd would run every tap last and hold every
         layer's gradient [B, seq, d] until then."""
 
-        def output(mlp_in: Tensor) -> Tensor:
+        def output(live: Tensor) -> Tensor:
             tapped = _Tap.apply(self._anchor, value, partial(self._mlp_edges, layer))
-            return tapped + self.replacement.skip_term(layer, mlp_in) if self._skip else tapped
+            return tapped + self.replacement.transcoder.skip(layer, live) if self._skip else tapped
 
         return output
 

@@ -279,7 +279,8 @@ def _feature_injection(rep: LocalReplacement, layout: ColumnLayout, column: int)
     feature = int(layout.candidates[column])
     layer = int(rep.features.layer[feature])
     encoder = rep.transcoder.encoder(layer).W_enc[:, int(rep.features.index[feature])]
-    return Injection(sites.mlp_in(layer), int(rep.features.position[feature]), encoder.detach())
+    position = int(rep.features.position[feature])
+    return Injection(rep.input_site(layer), position, encoder.detach())
 
 
 def _chunks(items: list, size: int) -> Iterator[tuple[int, list]]:

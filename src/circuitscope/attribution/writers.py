@@ -1,7 +1,8 @@
 """The feature vectors written into one layer's MLP output, grouped by position.
 
 A feature s active at (layer l_s, position p_s) with activation a_s writes
-a_s · W_dec[l_s → l][i_s] into the MLP output of every layer l it decodes to.
+a_s · W_dec[l_s → l][i_s] into the MLP output of every layer l it decodes to (as
+`Transcoder.feature_writes` computes; here from decoder rows read once per prompt).
 For the edges into a batch of targets, the gradient G_l [B, seq, d] at layer l's
 MLP output is dotted with those vectors: one batched matmul per layer, over a
 table [seq, width, d] holding each position's writers (padded to the widest).
@@ -75,11 +76,12 @@ class WriterSlots:
         """Write a_s · W_dec[l_s → layer][i_s] into `out` [≥ seq·width, d]; returns the
         table view [seq, width, d] (padding slots hold whatever `out` held)."""
         features = decoders.features
-        clt = decoders.transcoder.config.kind == "clt"
+        config = decoders.transcoder.config
         for group in self.groups:
             unique, rows = decoders.of_layer(group.source)
             where = torch.searchsorted(unique, features.index[group.features])
-            slot = self.layer - group.source if clt else 0
+            slot = config.output_slot(group.source, self.layer)
+            assert slot is not None, "writer_slots keeps only features that write here"
             home = rows.device
             vectors = rows[:, slot].index_select(0, where.to(home)).to(out.dtype)
             values = features.activation[group.features].to(home, out.dtype)
@@ -102,8 +104,9 @@ def writer_slots(
     transcoder: Transcoder, features: ActiveFeatures, layer: int, seq_len: int
 ) -> WriterSlots:
     """Every active feature that writes into `layer`'s MLP output, placed by position."""
-    clt = transcoder.config.kind == "clt"
-    mask = features.layer <= layer if clt else features.layer == layer
+    writes_here = [source for source in range(layer + 1)
+                   if transcoder.config.output_slot(source, layer) is not None]  # fmt: skip
+    mask = torch.isin(features.layer, torch.tensor(writes_here, dtype=features.layer.dtype))
     chosen = torch.nonzero(mask).flatten()
     positions = features.position[chosen]
     order = torch.argsort(positions, stable=True)

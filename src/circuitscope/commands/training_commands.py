@@ -27,7 +27,14 @@ class CorpusOptions:
 
 
 @dataclass(kw_only=True)
-class CollectConfig(CorpusOptions):
+class InputSiteOption:
+    input_site: Literal["mlp_in", "resid_mid"] = "mlp_in"
+    """What the transcoder reads: the MLP's input (after its norm) or the residual stream
+    before the MLP's norm (resid_mid: circuit-tracer's hook_resid_mid)."""
+
+
+@dataclass(kw_only=True)
+class CollectConfig(InputSiteOption, CorpusOptions):
     model: str = positional()
     """A hub id, a model folder, a .gguf file, or smollm2-135m."""
     out: str = positional()
@@ -91,6 +98,7 @@ def collect_command(config: CollectConfig) -> int:
         context_length=config.context_length,
         seed=config.seed,
         corpus={"sources": config.corpus, "split": "train"},
+        input_site=config.input_site,
     )
     _save_config(folder, "collect_config.json", config)
     manifest = collect_activations(
@@ -110,7 +118,7 @@ def collect_command(config: CollectConfig) -> int:
 
 
 @dataclass(kw_only=True)
-class TrainConfig(TrainSettings, CorpusOptions):
+class TrainConfig(TrainSettings, InputSiteOption, CorpusOptions):
     source: str = positional()
     """An activation store folder (from `collect`), or a model to record from as training goes."""
     out: str = positional()
@@ -189,6 +197,12 @@ def _training_source(config: TrainConfig, settings: TrainSettings) -> Any:
     path = Path(config.source).expanduser()
     if (path / MANIFEST).is_file():
         store = ActivationStore(path, group_shards=settings.group_shards)
+        stored = store.manifest.input_site
+        if config.input_site != stored and config.input_site != "mlp_in":
+            raise CircuitscopeError(
+                f"{path} holds {stored} activations; --input-site {config.input_site} needs "
+                f"a store collected with it (or train from the model)"
+            )
         return StoreSource(store, settings.batch_size, settings.seed)
     if path.is_dir() and not (path / "config.json").is_file():
         raise CircuitscopeError(f"{path} is neither an activation store nor a model folder")
@@ -209,6 +223,7 @@ def _training_source(config: TrainConfig, settings: TrainSettings) -> Any:
         settings.seed,
         config.source,
         loaded.adapter.spec.name,
+        input_site=config.input_site,
     )
 
 

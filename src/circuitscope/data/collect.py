@@ -1,4 +1,7 @@
-"""Recording a model's MLP inputs and outputs over a corpus into an activation store."""
+"""Recording a model's transcoder inputs and MLP outputs over a corpus into a store.
+
+The input is the MLP's input (`mlp_in`, the default) or the residual stream before
+the MLP's norm (`resid_mid`); the manifest records which."""
 
 from __future__ import annotations
 
@@ -14,19 +17,25 @@ from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter
 
 
-def layer_sites(n_layers: int) -> list[str]:
-    return [sites.mlp_in(i) for i in range(n_layers)] + [sites.mlp_out(i) for i in range(n_layers)]
+def layer_sites(n_layers: int, input_kind: str = "mlp_in") -> list[str]:
+    """The input site (`sites.TRANSCODER_INPUTS`) and MLP output of every layer."""
+    inputs = [sites.transcoder_input(input_kind, i) for i in range(n_layers)]
+    return inputs + [sites.mlp_out(i) for i in range(n_layers)]
 
 
 @torch.no_grad()
-def record_batch(adapter: ModelAdapter, input_ids: Tensor) -> tuple[Tensor, Tensor]:
-    """MLP inputs and outputs of every layer at every position but the first (BOS).
+def record_batch(
+    adapter: ModelAdapter, input_ids: Tensor, input_kind: str = "mlp_in"
+) -> tuple[Tensor, Tensor]:
+    """Transcoder inputs and MLP outputs of every layer at every position but the first (BOS).
 
-    input_ids: [batch, seq] -> (mlp_in, mlp_out), each [batch * (seq - 1), n_layers, d_model].
+    input_ids: [batch, seq] -> (inputs, mlp_out), each [batch * (seq - 1), n_layers, d_model].
     """
     n_layers = adapter.n_layers
-    cache = adapter.run(input_ids, capture=layer_sites(n_layers)).cache
-    x = torch.stack([cache[sites.mlp_in(i)][:, 1:] for i in range(n_layers)], dim=2)
+    cache = adapter.run(input_ids, capture=layer_sites(n_layers, input_kind)).cache
+    x = torch.stack(
+        [cache[sites.transcoder_input(input_kind, i)][:, 1:] for i in range(n_layers)], dim=2
+    )
     y = torch.stack([cache[sites.mlp_out(i)][:, 1:] for i in range(n_layers)], dim=2)
     return x.reshape(-1, n_layers, adapter.d_model), y.reshape(-1, n_layers, adapter.d_model)
 
@@ -48,7 +57,7 @@ def collect_activations(
     done = 0
     with tqdm(total=n_tokens, unit="tok", disable=not progress, desc="collect") as bar:
         for ids in batches:
-            x, y = record_batch(adapter, ids)
+            x, y = record_batch(adapter, ids, manifest.input_site)
             take = min(len(x), n_tokens - done)
             writer.add(x[:take].float().cpu(), y[:take].float().cpu())
             done += take

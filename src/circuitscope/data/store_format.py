@@ -53,6 +53,9 @@ class Manifest:
     seed: int = 0
     corpus: dict[str, Any] = field(default_factory=dict)
     shards: list[ShardInfo] = field(default_factory=list)
+    input_site: str = "mlp_in"
+    """What the stored inputs are: "mlp_in" (the MLP's input) or "resid_mid" (the
+    residual stream before the MLP's norm). Stores written before it existed: mlp_in."""
     stats_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Interventions on the original model: features and error nodes set, scaled or added.
 
-The original model runs; at each layer the transcoder reads the live MLP input,
+The original model runs; at each layer the transcoder reads its live input (the MLP
+input, or the residual stream before the MLP's norm for a `resid_mid` transcoder),
 the intervened features get their new activations, and the difference between
 new and old activation times the feature's decoder vectors is added to the MLP
 output of every layer the feature decodes to. An error node's change adds a
@@ -68,6 +69,8 @@ class CleanRun:
     recording: Recording
     activations: dict[int, Tensor]
     """Per layer [seq, n_features] (position 0 zero)."""
+    input_kind: str = "mlp_in"
+    """The transcoder's input site kind (see `TranscoderConfig.input_kind`)."""
 
     @property
     def logits(self) -> Tensor:
@@ -76,8 +79,9 @@ class CleanRun:
     def mlp_out(self, layer: int) -> Tensor:
         return self.recording.cache[sites.mlp_out(layer)][0]
 
-    def mlp_in(self, layer: int) -> Tensor:
-        return self.recording.cache[sites.mlp_in(layer)][0]
+    def inputs(self, layer: int) -> Tensor:
+        """The transcoder's input at `layer` in this run: [seq, d_model]."""
+        return self.recording.cache[sites.transcoder_input(self.input_kind, layer)][0]
 
 
 @dataclass
@@ -93,7 +97,7 @@ class InterventionResult:
     activations: dict[int, Tensor] = field(default_factory=dict)
     """Per layer [batch, seq, n_features]: the activations the run used (kept only on request)."""
     pre_activations: dict[int, Tensor] = field(default_factory=dict)
-    """Per layer [batch, seq, n_features]: W_enc·m_in + b_enc of the live MLP input."""
+    """Per layer [batch, seq, n_features]: W_enc·x + b_enc of the transcoder's live input."""
 
     def top_tokens(
         self, batch: int = 0, k: int = 10, position: int = -1
@@ -136,14 +140,16 @@ class FeatureChange:
 def clean_run(adapter: ModelAdapter, transcoder: Transcoder, input_ids: Tensor) -> CleanRun:
     """Record the prompt once and encode every layer. input_ids: [1, seq]."""
     recording = adapter.record(input_ids)
+    kind = transcoder.config.input_kind
     activations = {}
     dtype = adapter.accumulation_dtype
     with torch.no_grad():
         for layer in range(adapter.n_layers):
-            acts = transcoder.encode(layer, recording.cache[sites.mlp_in(layer)][0]).to(dtype)
+            x = recording.cache[sites.transcoder_input(kind, layer)][0]
+            acts = transcoder.encode(layer, x).to(dtype)
             acts[0] = 0.0
             activations[layer] = acts
-    return CleanRun(recording, activations)
+    return CleanRun(recording, activations, kind)
 
 
 def intervene(
@@ -182,6 +188,7 @@ def intervene(
             frozen=frozen,
             mlp_edit={layer: patcher.edit(layer) for layer in range(adapter.n_layers)},
             capture=[sites.FINAL_NORM],
+            live_input=transcoder.config.input_kind,
         )
     return InterventionResult(
         logits=result.logits,
@@ -236,8 +243,8 @@ class _Patcher:
         return layers is not None and layer in layers
 
     def edit(self, layer: int):
-        def apply(m_in: Tensor, m_out: Tensor) -> Tensor:
-            return self._layer(layer, m_in, m_out)
+        def apply(x: Tensor, m_out: Tensor) -> Tensor:
+            return self._layer(layer, x, m_out)
 
         return apply
 
@@ -245,11 +252,11 @@ class _Patcher:
         """Whether this layer's MLP output is the clean one plus decoded feature changes."""
         return self.constrained(layer) or self.settings.mlp == "replacement"
 
-    def _layer(self, layer: int, m_in: Tensor, m_out: Tensor) -> Tensor:
+    def _layer(self, layer: int, x: Tensor, m_out: Tensor) -> Tensor:
         feature_ops = [(b, i) for b, i in self.ops.get(layer, []) if not i.is_error]
         error_ops = [(b, i) for b, i in self.ops.get(layer, []) if i.is_error]
         live_needed = bool(feature_ops) or self.settings.mlp == "replacement"
-        base = self._base_activations(layer, m_in, need_live=live_needed)
+        base = self._base_activations(layer, x, need_live=live_needed)
         if base is not None:
             new = _apply_feature_ops(base, feature_ops)
             reference = self._clean_activations(layer) if self.held(layer) else base
@@ -258,10 +265,10 @@ class _Patcher:
                 self.kept_activations[layer] = new
             if self.track_base:
                 self.base[layer] = base
-        out = self._clean_out(layer, m_in) if self.held(layer) else m_out.to(self.dtype)
+        out = self._clean_out(layer, x) if self.held(layer) else m_out.to(self.dtype)
         out = out + self.pending.pop(layer, 0.0)
         if error_ops:
-            errors = self._errors(layer, m_in, m_out)
+            errors = self._errors(layer, x, m_out)
             out = out + _error_changes(errors, error_ops)
         return out
 
@@ -269,12 +276,12 @@ class _Patcher:
         assert self.clean is not None
         return self.clean.activations[layer].to(self.dtype).expand(self.batch, -1, -1)
 
-    def _base_activations(self, layer: int, m_in: Tensor, need_live: bool) -> Tensor | None:
+    def _base_activations(self, layer: int, x: Tensor, need_live: bool) -> Tensor | None:
         """The activations before this layer's interventions: [batch, seq, n_f], or None."""
         keep = self.settings.keep_activations
         constrained = self.constrained(layer)
         if keep or self.track_base or (need_live and not constrained):
-            pre = self.transcoder.pre_activations(layer, m_in).to(self.dtype)
+            pre = self.transcoder.pre_activations(layer, x).to(self.dtype)
             if keep:
                 self.kept_pre_activations[layer] = pre
             if not constrained:
@@ -285,13 +292,14 @@ class _Patcher:
             return self._clean_activations(layer)
         return None
 
-    def _clean_out(self, layer: int, m_in: Tensor) -> Tensor:
+    def _clean_out(self, layer: int, x: Tensor) -> Tensor:
         """The clean MLP output, with the (linear, live) skip term recomputed: [b, seq, d]."""
         assert self.clean is not None
         out = self.clean.mlp_out(layer).to(self.dtype).expand(self.batch, -1, -1)
         if self.transcoder.config.skip_connection:
-            block = self.transcoder.layer(layer)
-            out = out + (block.skip(m_in) - block.skip(self.clean.mlp_in(layer))).to(self.dtype)
+            clean_x = self.clean.inputs(layer).to(self.dtype)
+            skip = self.transcoder.skip
+            out = out + skip(layer, x.to(self.dtype)) - skip(layer, clean_x)
         return out
 
     def _write_decoded(self, layer: int, delta: Tensor) -> None:
@@ -299,42 +307,39 @@ class _Patcher:
         b, p, f = torch.nonzero(delta, as_tuple=True)
         if len(f) == 0:
             return
-        features, inverse = torch.unique(f, return_inverse=True)
-        decoders = self.transcoder.active_decoders(layer, features).to(self.dtype)
-        values = delta[b, p, f]
-        for slot, out_layer in enumerate(self.transcoder.config.output_layers(layer)):
+        writes = self.transcoder.feature_writes(layer, f, delta[b, p, f].to(self.dtype))
+        for out_layer, vectors in writes.items():
             target = self.pending.get(out_layer)
             if target is None:
                 shape = (self.batch, self.seq, self.d_model)
                 target = torch.zeros(shape, dtype=self.dtype, device=delta.device)
                 self.pending[out_layer] = target
-            target.index_put_((b, p), values[:, None] * decoders[inverse, slot], accumulate=True)
+            target.index_put_((b, p), vectors, accumulate=True)
 
-    def _errors(self, layer: int, m_in: Tensor, m_out: Tensor) -> Tensor:
+    def _errors(self, layer: int, x: Tensor, m_out: Tensor) -> Tensor:
         """The error vectors m_out − ŷ of this layer before intervention: [batch, seq, d]."""
         if self.held(layer):
             acts = {source: self._clean_activations(source) for source in range(layer + 1)}
             assert self.clean is not None
-            m_in = self.clean.mlp_in(layer).expand_as(m_in)
+            x = self.clean.inputs(layer).expand_as(x)
             m_out = self.clean.mlp_out(layer).expand_as(m_out)
         else:
             acts = {source: self.base[source] for source in range(layer + 1)}
-        recon = _reconstruction(self.transcoder, layer, acts, m_in.to(self.dtype))
+        recon = _reconstruction(self.transcoder, layer, acts, x.to(self.dtype))
         return m_out.to(self.dtype) - recon
 
 
 def _reconstruction(
-    transcoder: Transcoder, layer: int, acts: dict[int, Tensor], m_in: Tensor
+    transcoder: Transcoder, layer: int, acts: dict[int, Tensor], x: Tensor
 ) -> Tensor:
-    """ŷ of `layer` from the activations of every layer that decodes to it: [batch, seq, d]."""
-    block = transcoder.layer(layer)
-    total = (block.b_dec + block.skip(m_in)).to(m_in.dtype)
+    """ŷ of `layer` from the activations of every layer that decodes to it: [batch, seq, d].
+    x: the transcoder's input at `layer` (for the skip term)."""
+    total = transcoder.fixed_output(layer, x).to(x.dtype)
     for source, source_acts in acts.items():
-        outputs = transcoder.config.output_layers(source)
-        if layer not in outputs:
-            continue
-        decoders = transcoder.layer(source).decoders()[:, outputs.index(layer)]
-        total = total + source_acts @ decoders.to(m_in.dtype)
+        slot = transcoder.config.output_slot(source, layer)
+        if slot is not None:
+            decoders = transcoder.layer(source).decoders()[:, slot]
+            total = total + source_acts @ decoders.to(x.dtype)
     return total
 
 

@@ -68,11 +68,12 @@ class Recording:
 
 Replacement = Tensor | Callable[[Tensor], Tensor]
 """An MLP output: a tensor [batch or 1, seq, d_model], or a function of the layer's
-live MLP input [batch, seq, d_model] returning one (e.g. constants + a linear skip)."""
+live input [batch, seq, d_model] returning one (e.g. constants + a linear skip). The
+live input is the run's `live_input` site: the MLP input, or `resid_mid`."""
 
 MlpEdit = Callable[[Tensor, Tensor], Tensor]
-"""A change to an MLP that still runs: (live MLP input, its output), both
-[batch, seq, d_model] -> the output to use instead."""
+"""A change to an MLP that still runs: (live input, its output), both
+[batch, seq, d_model] -> the output to use instead. The live input as for `Replacement`."""
 
 
 @dataclass
@@ -84,10 +85,19 @@ class _RunPlan:
     embed: Tensor | None
     capture: frozenset[str] = frozenset()
     mlp_edit: Mapping[int, MlpEdit] = field(default_factory=dict)
-    live_mlp_in: dict[int, Tensor] = field(default_factory=dict)
+    live_input: str = "mlp_in"
+    live: dict[int, Tensor] = field(default_factory=dict)
+    """Per layer, the live input handed to functional replacements and edits."""
     cache: dict[str, Tensor] = field(default_factory=dict)
     scales: dict[str, Tensor] = field(default_factory=dict)
     capture_as: Callable[[str, Tensor], Tensor] | None = None
+
+    def keep_live(self, kind: str, index: int, value: Tensor) -> None:
+        """Hold `value` for this layer's replacement or edit if it is the live input."""
+        if kind == self.live_input and (
+            callable(self.mlp_out.get(index)) or index in self.mlp_edit
+        ):
+            self.live[index] = value
 
     def keep(self, name: str, value: Tensor) -> None:
         if self.record or name in self.capture:
@@ -183,6 +193,7 @@ class ModelAdapter:
         return {
             sites.EMBED: f"input of {layer0}",
             sites.resid_pre(0): f"input of {layer0}",
+            sites.resid_mid(0): f"input of {layer0}.{self.spec.mlp_norm}",
             sites.mlp_in(0): f"input of {layer0}.{self.spec.mlp}",
             sites.mlp_out(0): f"output of {layer0}.{self.spec.mlp_out}",
             sites.resid_post(0): f"output of {layer0}",
@@ -216,6 +227,7 @@ class ModelAdapter:
         unembed: bool = True,
         mlp_edit: Mapping[int, MlpEdit] | None = None,
         capture_as: Callable[[str, Tensor], Tensor] | None = None,
+        live_input: str = "mlp_in",
     ) -> ForwardResult:
         """One forward pass. input_ids: [batch, seq].
 
@@ -230,9 +242,12 @@ class ModelAdapter:
         mlp_out: per layer, the MLP output to use: a tensor [batch or 1, seq, d_model],
             or a function of that layer's MLP input returning one.
         embed: the residual stream entering layer 0, [batch or 1, seq, d_model].
-        mlp_edit: per layer, a function (live MLP input, MLP output) -> new output,
+        mlp_edit: per layer, a function (live input, MLP output) -> new output,
             applied after any `mlp_out` replacement; the MLP itself still runs unless
             replaced. Interventions use it.
+        live_input: which live value `mlp_out` functions and `mlp_edit` receive: "mlp_in"
+            (the MLP's input) or "resid_mid" (the residual before the MLP's norm): the
+            input site of the transcoder they apply.
         capture_as: turns each captured site (name, value) into what the cache keeps,
             as soon as it is computed (a small handle for a later backward, say), so
             the site's activations need not live until the pass ends.
@@ -245,10 +260,14 @@ class ModelAdapter:
             raise CircuitscopeError(
                 f"unknown sites {sorted(unknown)}; see circuitscope.models.sites"
             )
+        if live_input not in sites.TRANSCODER_INPUTS:
+            raise CircuitscopeError(
+                f"live_input must be one of {sites.TRANSCODER_INPUTS}, got {live_input!r}"
+            )
         plan = _RunPlan(
             record, keep_graph, frozen, mlp_out or {}, embed, frozenset(capture), mlp_edit or {}
         )
-        plan.capture_as = capture_as
+        plan.capture_as, plan.live_input = capture_as, live_input
         self._check_replacements(plan, input_ids)
         with self._hooks(plan):
             if unembed:
@@ -336,6 +355,9 @@ class ModelAdapter:
             layer.register_forward_pre_hook(_resid_pre_hook(plan, index), with_kwargs=True),
             layer.register_forward_hook(_keep_output(plan, sites.resid_post(index))),
             layer.get_submodule(spec.mlp).register_forward_pre_hook(_mlp_in_hook(plan, index)),
+            layer.get_submodule(spec.mlp_norm).register_forward_pre_hook(
+                _resid_mid_hook(plan, index)
+            ),
         ]
         handles.append(
             layer.get_submodule(spec.mlp_out).register_forward_hook(_mlp_out_hook(plan, index))
@@ -470,8 +492,15 @@ def _resid_pre_hook(plan: _RunPlan, index: int) -> Any:
 def _mlp_in_hook(plan: _RunPlan, index: int) -> Any:
     def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
         plan.keep(sites.mlp_in(index), args[0])
-        if callable(plan.mlp_out.get(index)) or index in plan.mlp_edit:
-            plan.live_mlp_in[index] = args[0]
+        plan.keep_live("mlp_in", index, args[0])
+
+    return hook
+
+
+def _resid_mid_hook(plan: _RunPlan, index: int) -> Any:
+    def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
+        plan.keep(sites.resid_mid(index), args[0])
+        plan.keep_live("resid_mid", index, args[0])
 
     return hook
 
@@ -480,12 +509,12 @@ def _mlp_out_hook(plan: _RunPlan, index: int) -> Any:
     def hook(_module: nn.Module, _args: tuple[Any, ...], output: Tensor) -> Tensor | None:
         replacement = plan.mlp_out.get(index)
         if replacement is not None and not isinstance(replacement, Tensor):
-            replacement = replacement(plan.live_mlp_in[index])
+            replacement = replacement(plan.live[index])
         value = output if replacement is None else replacement.to(output.dtype).expand_as(output)
         edit = plan.mlp_edit.get(index)
         if edit is not None:
-            value = edit(plan.live_mlp_in[index], value).to(output.dtype)
-        plan.live_mlp_in.pop(index, None)
+            value = edit(plan.live[index], value).to(output.dtype)
+        plan.live.pop(index, None)
         plan.keep(sites.mlp_out(index), value)
         return None if replacement is None and edit is None else value
 

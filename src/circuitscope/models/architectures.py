@@ -35,6 +35,9 @@ class ArchitectureSpec:
     """Per layer: the self-attention module."""
     mlp: str
     """Per layer: the MLP module; its input is the MLP input site."""
+    mlp_norm: str
+    """Per layer: the norm the MLP reads through; its input is the `resid_mid` site (the
+    residual stream after attention, circuit-tracer's `hook_resid_mid`)."""
     mlp_out: str
     """Per layer: the module whose output is added to the residual as the MLP's
     contribution (the MLP itself, or Gemma's post-feedforward norm)."""
@@ -62,6 +65,7 @@ def _llama_like(name: str, model_type: str, example: str) -> ArchitectureSpec:
         unembed="lm_head",
         attention="self_attn",
         mlp="mlp",
+        mlp_norm="post_attention_layernorm",
         mlp_out="mlp",
         norms=("input_layernorm", "post_attention_layernorm"),
         norm_kind="rms",
@@ -74,6 +78,7 @@ def _gemma_like(name: str, model_type: str, example: str) -> ArchitectureSpec:
     """Sandwich norms: (1 + w) RMSNorm before and after attention and the MLP."""
     return replace(
         _llama_like(name, model_type, example),
+        mlp_norm="pre_feedforward_layernorm",
         mlp_out="post_feedforward_layernorm",
         norms=(
             "input_layernorm",
@@ -101,6 +106,7 @@ SUPPORTED: tuple[ArchitectureSpec, ...] = (
         unembed="lm_head",
         attention="attn",
         mlp="mlp",
+        mlp_norm="ln_2",
         mlp_out="mlp",
         norms=("ln_1", "ln_2"),
         norm_kind="layer",

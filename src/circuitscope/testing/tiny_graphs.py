@@ -72,10 +72,13 @@ def traced_tiny(
     skip: bool = False,
     n_logits: int = 4,
     prompt: str = "The capital of France is",
+    input_site: str = "mlp_in",
 ) -> TracedTiny:
     """The full (unbudgeted) graph of `prompt` on a tiny fp64 model, for exact checks."""
     adapter = ModelAdapter(tiny_model(arch, dtype=torch.float64))
-    transcoder = tiny_transcoder(adapter, kind, dtype="float64", skip_connection=skip)
+    transcoder = tiny_transcoder(
+        adapter, kind, dtype="float64", skip_connection=skip, input_site=input_site
+    )
     tokenizer = tiny_tokenizer()
     ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(prompt).input_ids]])
     rep = build_replacement(adapter, transcoder, ids)

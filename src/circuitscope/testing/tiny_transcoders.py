@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from circuitscope.models.adapter import ModelAdapter
-from circuitscope.transcoders.config import TranscoderConfig
+from circuitscope.transcoders.config import INPUT_KINDS, TranscoderConfig
 from circuitscope.transcoders.initialize import random_transcoder
 from circuitscope.transcoders.transcoder import Transcoder
 
@@ -17,8 +18,11 @@ def config_for(
     dtype: str = "float32",
     skip_connection: bool = False,
     training: dict[str, Any] | None = None,
+    input_site: str = "mlp_in",
 ) -> TranscoderConfig:
-    """A JumpReLU transcoder config with the adapter's layers, width and architecture."""
+    """A JumpReLU transcoder config with the adapter's layers, width and architecture.
+    input_site: "mlp_in" or "resid_mid"."""
+    templates = {kind: template for template, kind in INPUT_KINDS.items()}
     return TranscoderConfig(
         kind=kind,
         n_layers=adapter.n_layers,
@@ -31,6 +35,7 @@ def config_for(
         skip_connection=skip_connection,
         dtype=dtype,
         training=training or {},
+        input_site=templates[input_site],
     )
 
 
@@ -42,7 +47,34 @@ def tiny_transcoder(
     skip_connection: bool = False,
     seed: int = 0,
     threshold: float = 0.03,
+    input_site: str = "mlp_in",
 ) -> Transcoder:
-    """A seeded random CLT or PLT with the adapter's layers and width."""
-    config = config_for(adapter, kind, n_features, dtype, skip_connection)
+    """A seeded random CLT or PLT with the adapter's layers and width, reading `input_site`
+    ("mlp_in" or "resid_mid")."""
+    config = config_for(adapter, kind, n_features, dtype, skip_connection, input_site=input_site)
     return random_transcoder(config, seed=seed, threshold=threshold)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A kind of transcoder the exactness tests run on."""
+
+    kind: Literal["clt", "plt"]
+    input_site: str = "mlp_in"
+    skip: bool = False
+
+    @property
+    def name(self) -> str:
+        parts = [self.kind] + ([self.input_site] if self.input_site != "mlp_in" else [])
+        return "-".join(parts + (["skip"] if self.skip else []))
+
+
+VARIANTS = (
+    Variant("clt"),
+    Variant("plt"),
+    Variant("plt", skip=True),
+    Variant("clt", "resid_mid"),
+    Variant("plt", "resid_mid", skip=True),
+)
+"""mlp_in CLT and PLT (GemmaScope-like), a PLT with a skip connection, and the
+published circuit-tracer kinds: a resid_mid CLT and a resid_mid PLT with W_skip."""

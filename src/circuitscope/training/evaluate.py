@@ -6,17 +6,17 @@ model's own MLP outputs. Reported:
 - normalized MSE per layer: Σ‖ŷ − y‖² / Σ‖y − ȳ‖² over the held-out tokens;
 - L0 per layer: mean active features per token; dead: features that never fired;
 - the replacement model (closed loop): every MLP's output replaced by the
-  transcoder's reconstruction computed from the spliced model's own MLP inputs,
-  all layers at once: top-1 agreement with the original model's next token,
+  transcoder's reconstruction (skip term included) computed from the spliced
+  model's own inputs at the transcoder's input site, all layers at once: top-1
+  agreement with the original model's next token,
   KL(original ‖ spliced), and the next-token loss of both;
-- open loop: the reconstructions computed from the original model's MLP inputs,
+- open loop: the reconstructions computed from the original model's inputs,
   spliced with `adapter.run(mlp_out=...)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from circuitscope.data.collect import layer_sites
 from circuitscope.models import sites
-from circuitscope.models.adapter import ModelAdapter
+from circuitscope.models.adapter import ModelAdapter, Replacement
 from circuitscope.transcoders.transcoder import Transcoder
 
 
@@ -71,44 +71,29 @@ class _Sums:
         self.predictions = 0
 
 
-@contextmanager
-def replacement_hooks(adapter: ModelAdapter, transcoder: Transcoder) -> Iterator[None]:
-    """Inside: every MLP output (but position 0's) is the transcoder's reconstruction,
-    computed from the MLP inputs of this very run."""
-    config = transcoder.config
-    pending: dict[int, Tensor] = {}
-    handles = []
+def spliced_outputs(
+    transcoder: Transcoder, clean_outputs: dict[int, Tensor]
+) -> dict[int, Replacement]:
+    """Per layer, the MLP output of the closed-loop replacement model, for
+    `adapter.run(mlp_out=..., live_input=transcoder.config.input_kind)`: ŷ computed from
+    that very run's inputs (for a CLT, with what earlier layers' features wrote), skip
+    term included; position 0 keeps `clean_outputs[l][:, :1]` (the original run's: BOS
+    has no features, and nothing before it changes). Layers must run in order."""
+    written: dict[int, Tensor] = {}
 
-    def on_input(layer: int) -> Any:
-        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
-            x = args[0][:, 1:]
-            acts = transcoder.encode(layer, x)
-            parts = transcoder.decode_from(layer, acts)
-            for slot, out in enumerate(config.output_layers(layer)):
-                pending[out] = pending[out] + parts[slot] if out in pending else parts[slot]
+    def output_of(layer: int) -> Callable[[Tensor], Tensor]:
+        def output(x: Tensor) -> Tensor:
+            inputs = x[:, 1:]
+            parts = transcoder.decode_from(layer, transcoder.encode(layer, inputs))
+            for slot, out in enumerate(transcoder.config.output_layers(layer)):
+                written[out] = written[out] + parts[slot] if out in written else parts[slot]
+            recon = transcoder.add_fixed_outputs({layer: written.pop(layer)}, {layer: inputs})
+            first = clean_outputs[layer][:, :1]
+            return torch.cat([first, recon[layer].to(first.dtype)], dim=1)
 
-        return hook
+        return output
 
-    def on_output(layer: int) -> Any:
-        def hook(_module: nn.Module, _args: tuple[Any, ...], output: Tensor) -> Tensor:
-            recon = pending.pop(layer) + transcoder.layer(layer).b_dec
-            return torch.cat([output[:, :1], recon.to(output.dtype)], dim=1)
-
-        return hook
-
-    for index, block in enumerate(adapter.layers):
-        handles.append(
-            block.get_submodule(adapter.spec.mlp).register_forward_pre_hook(on_input(index))
-        )
-        handles.append(
-            block.get_submodule(adapter.spec.mlp_out).register_forward_hook(on_output(index))
-        )
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        pending.clear()
+    return {layer: output_of(layer) for layer in range(transcoder.config.n_layers)}
 
 
 @torch.no_grad()
@@ -132,9 +117,9 @@ def evaluate(
 def _evaluate_batch(
     adapter: ModelAdapter, transcoder: Transcoder, ids: Tensor, sums: _Sums
 ) -> None:
-    n_layers = transcoder.config.n_layers
-    result = adapter.run(ids, capture=layer_sites(n_layers))
-    xs = {i: result.cache[sites.mlp_in(i)][:, 1:] for i in range(n_layers)}
+    n_layers, kind = transcoder.config.n_layers, transcoder.config.input_kind
+    result = adapter.run(ids, capture=layer_sites(n_layers, kind))
+    xs = {i: result.cache[sites.transcoder_input(kind, i)][:, 1:] for i in range(n_layers)}
     ys = {i: result.cache[sites.mlp_out(i)] for i in range(n_layers)}
     acts, recon = transcoder.forward(xs)
     for i in range(n_layers):
@@ -150,8 +135,8 @@ def _evaluate_batch(
     targets = ids[:, 2:].to(logits.device)
     sums.loss += _cross_entropy(logits, targets)
     sums.predictions += targets.numel()
-    with replacement_hooks(adapter, transcoder):
-        spliced = adapter.run(ids).logits.float()
+    splice = spliced_outputs(transcoder, ys)
+    spliced = adapter.run(ids, mlp_out=splice, live_input=kind).logits.float()
     _add_splice(sums.splice["replacement"], logits, spliced, targets)
     replaced = {
         i: torch.cat([ys[i][:, :1], recon[i].to(ys[i].dtype)], dim=1) for i in range(n_layers)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import torch
 
 from circuitscope.training.settings import TrainSettings
-from circuitscope.transcoders.config import TranscoderConfig
+from circuitscope.transcoders.config import INPUT_KINDS, TranscoderConfig
 from circuitscope.transcoders.transcoder import Transcoder
 
 
 def training_config(
-    settings: TrainSettings, n_layers: int, d_model: int, model_id: str, architecture: str
+    settings: TrainSettings,
+    n_layers: int,
+    d_model: int,
+    model_id: str,
+    architecture: str,
+    input_site: str = "mlp_in",
 ) -> TranscoderConfig:
-    """The transcoder config a run with `settings` trains."""
+    """The transcoder config a run with `settings` trains; input_site "mlp_in" or "resid_mid"."""
+    templates = {kind: template for template, kind in INPUT_KINDS.items()}
     params: dict[str, object] = {}
     if settings.activation == "jumprelu":
         params = {"bandwidth": settings.bandwidth}
@@ -27,6 +33,7 @@ def training_config(
         activation_params=params,
         model_id=model_id,
         architecture=architecture,
+        input_site=templates[input_site],
     )
 
 

@@ -25,6 +25,8 @@ class BatchSource(Protocol):
     d_model: int
     model_id: str
     architecture: str
+    input_site: str
+    """The transcoder input the batches hold: "mlp_in" or "resid_mid"."""
 
     def batch(self, step: int, rows: tuple[int, int] | None) -> tuple[Tensor, Tensor]:
         """(mlp_in, mlp_out) of step `step`, each [rows, n_layers, d_model] float32."""
@@ -45,6 +47,7 @@ class StoreSource:
         self.stats = store.stats
         self.n_layers, self.d_model = manifest.n_layers, manifest.d_model
         self.model_id, self.architecture = manifest.model, manifest.architecture
+        self.input_site = manifest.input_site
 
     def batch(self, step: int, rows: tuple[int, int] | None) -> tuple[Tensor, Tensor]:
         epoch, index = divmod(step, self.per_epoch)
@@ -79,6 +82,7 @@ class ModelSource:
         model_id: str,
         architecture: str,
         stats_steps: int = 4,
+        input_site: str = "mlp_in",
     ) -> None:
         self.adapter = adapter
         self.contexts = contexts
@@ -86,6 +90,7 @@ class ModelSource:
         self.seed = seed
         self.n_layers, self.d_model = adapter.n_layers, adapter.d_model
         self.model_id, self.architecture = model_id, architecture
+        self.input_site = input_site
         first = next(iter(contexts()))
         self.per_step = -(-batch_size // (len(first) - 1))
         self._iter: Iterator[Tensor] | None = None
@@ -115,7 +120,7 @@ class ModelSource:
 
     def batch(self, step: int, rows: tuple[int, int] | None) -> tuple[Tensor, Tensor]:
         ids = self._contexts_from(step * self.per_step)
-        x, y = record_batch(self.adapter, ids)
+        x, y = record_batch(self.adapter, ids, self.input_site)
         order = torch.randperm(
             len(x), generator=torch.Generator().manual_seed(mix_seed(self.seed, step))
         )

@@ -144,7 +144,12 @@ def _train(
     s_out = torch.tensor(stats.output_scales(), dtype=torch.float32)
     variance = (stats.out_variance() * s_out.double() ** 2).float().to(device)
     config = training_config(
-        settings, source.n_layers, source.d_model, source.model_id, source.architecture
+        settings,
+        source.n_layers,
+        source.d_model,
+        source.model_id,
+        source.architecture,
+        source.input_site,
     )
     means = (stats.mean_out * s_out.double()[:, None]).float()
     transcoder = init_transcoder(config, settings, means).to(device)

@@ -15,12 +15,14 @@ from typing import Any
 import yaml
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.transcoders.config import MLP_IN_SITE, MLP_OUT_SITE, TranscoderConfig
+from circuitscope.transcoders.config import (
+    MLP_IN_SITE,
+    MLP_OUT_SITE,
+    RESID_MID_SITE,
+    TranscoderConfig,
+)
 
 CONFIG_YAML = "config.yaml"
-RESID_MID_SITE = "layers.{layer}.resid_mid"
-"""The residual stream between attention and the MLP norm; the model layer records no
-such site, so `check_against_model` reports transcoders that read it."""
 
 HOOK_TO_SITE = {
     "hook_resid_mid": RESID_MID_SITE,

@@ -18,7 +18,10 @@ FORMAT_NAME = "circuitscope-transcoder"
 FORMAT_VERSION = 1
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 MLP_IN_SITE = "layers.{layer}.mlp_in"
+RESID_MID_SITE = "layers.{layer}.resid_mid"
 MLP_OUT_SITE = "layers.{layer}.mlp_out"
+INPUT_KINDS = {MLP_IN_SITE: "mlp_in", RESID_MID_SITE: "resid_mid"}
+"""The input sites a transcoder can be used with, and their short names (`--input-site`)."""
 
 
 @dataclass
@@ -42,7 +45,9 @@ class TranscoderConfig:
     architecture: str = ""
     """The model's circuitscope architecture (llama, qwen2, gemma2, ...); empty if unknown."""
     input_site: str = MLP_IN_SITE
-    """Template of the site each layer's encoder reads, over {layer}."""
+    """Template of the site each layer's encoder reads, over {layer}: the MLP's input
+    (after its norm, `MLP_IN_SITE`) or the residual stream before that norm
+    (`RESID_MID_SITE`, circuit-tracer's hook_resid_mid)."""
     output_site: str = MLP_OUT_SITE
     """Template of the site each layer's reconstruction replaces, over {layer}."""
     skip_connection: bool = False
@@ -94,6 +99,25 @@ class TranscoderConfig:
     def output_layers(self, layer: int) -> range:
         """The layers the features of `layer` decode to."""
         return range(layer, self.n_layers if self.kind == "clt" else layer + 1)
+
+    @property
+    def input_kind(self) -> str:
+        """ "mlp_in" or "resid_mid": the live input a model run hands this transcoder
+        (`ModelAdapter.run(live_input=...)`); CircuitscopeError for any other site."""
+        kind = INPUT_KINDS.get(self.input_site)
+        if kind is None:
+            readable = ", ".join(INPUT_KINDS)
+            raise CircuitscopeError(
+                f"a transcoder reading {self.input_site!r} cannot be used with a model here; "
+                f"input sites supported: {readable}"
+            )
+        return kind
+
+    def output_slot(self, source: int, layer: int) -> int | None:
+        """Where the decoders of `source`'s features for output layer `layer` sit (the
+        slot of W_dec), or None when they do not write there."""
+        outputs = self.output_layers(source)
+        return layer - source if layer in outputs else None
 
     def site_in(self, layer: int) -> str:
         return self.input_site.format(layer=layer)

@@ -1,12 +1,15 @@
 """`Transcoder`: one module for cross-layer (CLT) and per-layer (PLT) transcoders.
 
-    a[l] = σ(mlp_in[l] @ W_enc[l] + b_enc[l])
-    ŷ[l] = Σ_{l' ≤ l} a[l'] @ W_dec[l' → l] + b_dec[l]  (+ mlp_in[l] @ W_skip[l])
+    a[l] = σ(x[l] @ W_enc[l] + b_enc[l])
+    ŷ[l] = Σ_{l' ≤ l} a[l'] @ W_dec[l' → l] + b_dec[l]  (+ x[l] @ W_skip[l])
 
-A PLT is the case where W_dec[l' → l] exists only for l' = l. Layers live in
-`blocks` once used; a transcoder opened from files reads a layer the first time it
-is needed (`lazy`), and `release` drops layers again, so a CLT bigger than memory
-can be used layer by layer.
+x[l] is the input site (`config.input_site`: the MLP's input, or the residual stream
+before the MLP's norm); ŷ[l] replaces the MLP output. What active features write
+(`feature_writes`) and the rest of ŷ (`fixed_output`: b_dec and the skip term) are
+computed here and nowhere else. A PLT is the case where W_dec[l' → l] exists only
+for l' = l. Layers live in `blocks` once used; a transcoder opened from files reads
+a layer the first time it is needed (`lazy`), and `release` drops layers again, so a
+CLT bigger than memory can be used layer by layer.
 """
 
 from __future__ import annotations
@@ -154,12 +157,13 @@ class Transcoder(nn.Module):
         return self.layer(layer).contributions(activations)
 
     def decode(
-        self, activations: Activations, mlp_in: Activations | None = None
+        self, activations: Activations, inputs: Activations | None = None
     ) -> dict[int, Tensor]:
         """Reconstructions ŷ[l] for every layer l given. activations[l]: [..., n_features[l]].
 
         Returns {l: [..., d_model]}. For a CLT, ŷ[l] needs the activations of every
-        layer up to l. mlp_in[l] ([..., d_model]) is needed with a skip connection.
+        layer up to l. inputs[l] ([..., d_model], at the input site) is needed with a
+        skip connection.
         """
         acts = as_layer_dict(activations)
         self.check_sources(acts)
@@ -171,7 +175,7 @@ class Transcoder(nn.Module):
                     previous = totals.get(out)
                     part = contributions[slot]
                     totals[out] = part if previous is None else previous + part
-        return self._add_biases(totals, mlp_in)
+        return self.add_fixed_outputs(totals, inputs)
 
     def check_sources(self, acts: Mapping[int, Tensor]) -> None:
         """Raise ValueError unless a CLT has the activations of every layer up to each output."""
@@ -184,33 +188,77 @@ class Transcoder(nn.Module):
                     f"a CLT's output at layer {out} needs the activations of layers {missing}"
                 )
 
-    def _add_biases(
-        self, totals: dict[int, Tensor], mlp_in: Activations | None
+    # --- what features write, and the rest of ŷ ------------------------------------------
+    def feature_writes(
+        self, layer: int, features: Tensor, values: Tensor, into: Sequence[int] | None = None
     ) -> dict[int, Tensor]:
-        inputs = as_layer_dict(mlp_in) if mlp_in is not None else {}
+        """What some active features of `layer` write into the MLP outputs they decode to.
+
+        features [k] feature indices (any order, repeats allowed), values [k] their
+        activations -> {output layer: [k, d_model]}, row i = values[i] · W_dec[layer → out]
+        [features[i]]. into: only these output layers (default: every one). No bias, no
+        skip term (see `fixed_output`). Reads only these decoder rows (lazy transcoders).
+        """
+        outputs = self.config.output_layers(layer) if into is None else into
+        if len(features) == 0:
+            empty = values.new_zeros(0, self.config.d_model)
+            return {out: empty for out in outputs if out in self.config.output_layers(layer)}
+        unique, inverse = torch.unique(features, sorted=True, return_inverse=True)
+        decoders = self.active_decoders(layer, unique).to(values.device, values.dtype)
+        writes = {}
+        for out in outputs:
+            slot = self.config.output_slot(layer, out)
+            if slot is not None:
+                writes[out] = decoders[inverse, slot] * values[:, None]
+        return writes
+
+    def skip(self, layer: int, inputs: Tensor) -> Tensor:
+        """The skip term W_skip · x (zeros without a skip connection). inputs: [..., d_model]
+        at the transcoder's input site -> [..., d_model], in the inputs' dtype."""
+        if not self.config.skip_connection:
+            return torch.zeros_like(inputs)
+        block = self.layer(layer)
+        return block.skip(inputs.to(block.b_dec.dtype)).to(inputs.dtype)
+
+    def fixed_output(self, layer: int, inputs: Tensor | None) -> Tensor:
+        """The part of ŷ[layer] that no feature writes: b_dec + W_skip · x.
+
+        inputs: [..., d_model] at the input site (None: no skip connection; then [d_model]).
+        """
+        bias = self.decoder_bias(layer)
+        if not self.config.skip_connection:
+            return bias if inputs is None else bias.to(inputs.dtype).expand_as(inputs)
+        if inputs is None:
+            raise ValueError(f"layer {layer} has a skip connection: pass its input")
+        return bias.to(inputs.dtype) + self.skip(layer, inputs)
+
+    def add_fixed_outputs(
+        self, totals: Mapping[int, Tensor], inputs: Activations | None
+    ) -> dict[int, Tensor]:
+        """{l: totals[l] + b_dec + W_skip · inputs[l]}: features' writes made reconstructions."""
+        given = as_layer_dict(inputs) if inputs is not None else {}
         out: dict[int, Tensor] = {}
         for layer, total in sorted(totals.items()):
-            block = self.layer(layer)
-            out[layer] = total + block.b_dec
-            if block.W_skip is not None:
-                if layer not in inputs:
-                    raise ValueError(f"layer {layer} has a skip connection: pass mlp_in[{layer}]")
-                out[layer] = out[layer] + block.skip(inputs[layer])
+            if self.config.skip_connection and layer not in given:
+                raise ValueError(f"layer {layer} has a skip connection: pass inputs[{layer}]")
+            fixed = self.fixed_output(layer, given.get(layer))
+            out[layer] = total + fixed.to(total.dtype)
         return out
 
-    def forward(self, mlp_in: Activations) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
-        """Encode every layer given and decode. Returns (activations, reconstructions)."""
-        inputs = as_layer_dict(mlp_in)
+    def forward(self, inputs: Activations) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
+        """Encode every layer given (inputs at the input site) and decode.
+        Returns (activations, reconstructions)."""
+        inputs = as_layer_dict(inputs)
         acts = {layer: self.encode(layer, x) for layer, x in sorted(inputs.items())}
         return acts, self.decode(acts, inputs)
 
     def decode_sparse(
-        self, activations: Activations, mlp_in: Activations | None = None
+        self, activations: Activations, inputs: Activations | None = None
     ) -> dict[int, Tensor]:
         """Same as `decode`, touching only the decoder rows of active features."""
         from circuitscope.transcoders.sparse import decode_sparse
 
-        return decode_sparse(self, as_layer_dict(activations), mlp_in)
+        return decode_sparse(self, as_layer_dict(activations), inputs)
 
     # --- decoder geometry ----------------------------------------------------------------
     def active_decoders(self, layer: int, features: Tensor) -> Tensor:
@@ -221,12 +269,15 @@ class Transcoder(nn.Module):
         if str(layer) in self.blocks or self.source is None:
             return self.layer(layer).decoders()[features.to(self.home)]
         rows = self.source.read_rows(layer, W_DEC, features.cpu())
+        shape = (len(features), self.config.n_outputs(layer), self.config.d_model)
+        if len(features) == 0:  # a layer where nothing fires
+            return rows.new_zeros(shape).to(self.home)
         if not bool(torch.isfinite(rows).all()):
             where = self.source.layer_files(layer).get(W_DEC, self.source.location)
             raise CircuitscopeError(
                 f"{where}: W_dec of layer {layer} contains NaN or infinite values"
             )
-        return rows.reshape(len(features), self.config.n_outputs(layer), -1).to(self.home)
+        return rows.reshape(shape).to(self.home)
 
     def decoder_bias(self, layer: int) -> Tensor:
         """b_dec of `layer`: [d_model]."""

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models import sites
-from circuitscope.transcoders.config import TranscoderConfig
+from circuitscope.transcoders.config import INPUT_KINDS, TranscoderConfig
 from circuitscope.transcoders.layer import expected_shapes
 
 if TYPE_CHECKING:
@@ -90,10 +90,11 @@ def model_mismatches(config: TranscoderConfig, adapter: ModelAdapter) -> list[st
         problems.append(
             f"transcoder was made for a {config.architecture} model, this is {adapter.spec.name}"
         )
-    known = set(sites.all_sites(adapter.n_layers))
-    for label, site in (("input", config.site_in(0)), ("output", config.site_out(0))):
-        if site not in known:
-            problems.append(f"{label} site {site!r} is not a site this model records")
+    if config.input_site not in INPUT_KINDS:
+        readable = " or ".join(repr(site) for site in INPUT_KINDS)
+        problems.append(f"input site {config.input_site!r} is not a transcoder input ({readable})")
+    if config.site_out(0) != sites.mlp_out(0):
+        problems.append(f"output site {config.output_site!r} is not the MLP output")
     return problems
 
 

@@ -1,0 +1,78 @@
+"""`eval` splices the transcoder in through the model adapter, skip term and input site
+included: its closed-loop run equals an independent fixed-point computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitscope.models import sites
+from circuitscope.models.adapter import ModelAdapter
+from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
+from circuitscope.testing.tiny_transcoders import Variant, tiny_transcoder
+from circuitscope.training.evaluate import evaluate, spliced_outputs
+from circuitscope.transcoders.transcoder import Transcoder
+
+SPLICED = (
+    Variant("clt"),
+    Variant("plt", skip=True),
+    Variant("clt", "resid_mid"),
+    Variant("plt", "resid_mid", skip=True),
+)
+
+
+def _ids() -> torch.Tensor:
+    tokenizer = tiny_tokenizer()
+    texts = ["the river ran past the mill and on", "two plus two is four and three is"]
+    rows = [[tokenizer.bos_token_id, *tokenizer(text).input_ids][:9] for text in texts]
+    return torch.tensor(rows)
+
+
+def _fixed_point_logits(adapter: ModelAdapter, transcoder: Transcoder, ids: torch.Tensor):
+    """The closed loop without `spliced_outputs`: splice constant reconstructions, read the
+    inputs they lead to, reconstruct again. Layer l's input depends on layers < l only,
+    so n_layers + 1 rounds reach the fixed point exactly."""
+    kind = transcoder.config.input_kind
+    n = adapter.n_layers
+    capture = [sites.transcoder_input(kind, layer) for layer in range(n)]
+    clean = adapter.run(ids, capture=[*capture, *(sites.mlp_out(i) for i in range(n))]).cache
+    cache = clean
+    for _ in range(n + 1):
+        inputs = {layer: cache[capture[layer]][:, 1:] for layer in range(n)}
+        _, recon = transcoder.forward(inputs)
+        outputs = {
+            layer: torch.cat([clean[sites.mlp_out(layer)][:, :1], recon[layer]], dim=1)
+            for layer in range(n)
+        }
+        result = adapter.run(ids, mlp_out=outputs, capture=capture)
+        cache = result.cache
+    return result.logits
+
+
+@pytest.mark.parametrize("variant", SPLICED, ids=lambda v: v.name)
+def test_closed_loop_splice_equals_the_fixed_point(variant: Variant):
+    adapter = ModelAdapter(tiny_model("llama", dtype=torch.float64))
+    transcoder = tiny_transcoder(
+        adapter,
+        variant.kind,
+        dtype="float64",
+        skip_connection=variant.skip,
+        input_site=variant.input_site,
+    )
+    ids = _ids()
+    with torch.no_grad():
+        expected = _fixed_point_logits(adapter, transcoder, ids)
+        clean = adapter.run(ids, capture=[sites.mlp_out(i) for i in range(adapter.n_layers)])
+        outputs = {i: clean.cache[sites.mlp_out(i)] for i in range(adapter.n_layers)}
+        splice = spliced_outputs(transcoder, outputs)
+        kind = transcoder.config.input_kind
+        spliced = adapter.run(ids, mlp_out=splice, live_input=kind).logits
+    torch.testing.assert_close(spliced, expected, atol=1e-10, rtol=1e-10)
+    assert (spliced - clean.logits).abs().max() > 1e-2  # the splice changed something
+
+    report = evaluate(adapter, transcoder, [ids], n_contexts=len(ids))
+    log_p = clean.logits[:, 1:-1].float().log_softmax(-1)
+    log_q = expected[:, 1:-1].float().log_softmax(-1)
+    kl = float((log_p.exp() * (log_p - log_q)).sum()) / log_p.shape[:2].numel()
+    assert report.replacement.kl == pytest.approx(kl, rel=1e-5, abs=1e-9)
+    assert kl > 1e-4
