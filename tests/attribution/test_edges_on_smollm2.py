@@ -23,12 +23,16 @@ from circuitscope.testing.sparse_random import sparse_random_transcoder
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("kind", ["clt", "plt"])
-def test_sampled_edges_equal_measured_perturbations_on_smollm2(kind: Literal["clt", "plt"]):
+@pytest.mark.parametrize(
+    ("kind", "input_site"), [("clt", "mlp_in"), ("plt", "mlp_in"), ("clt", "resid_mid")]
+)
+def test_sampled_edges_equal_measured_perturbations_on_smollm2(
+    kind: Literal["clt", "plt"], input_site: str
+):
     loaded = load_model("smollm2-135m")
     adapter, tokenizer = ModelAdapter(loaded.adapter.model.double()), loaded.tokenizer
     transcoder = sparse_random_transcoder(
-        adapter, tokenizer, kind, n_features=512, l0=8.0, dtype="float64"
+        adapter, tokenizer, kind, n_features=512, l0=8.0, dtype="float64", input_site=input_site
     )
     ids, _ = prompt_ids(tokenizer, "The capital of France is")
     rep = build_replacement(adapter, transcoder, ids)

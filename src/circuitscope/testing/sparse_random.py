@@ -34,17 +34,22 @@ def sparse_random_transcoder(
     seed: int = 0,
     sample_text: str = SAMPLE_TEXT,
     dtype: str = "float32",
+    input_site: str = "mlp_in",
 ) -> Transcoder:
-    """A seeded random CLT/PLT for `adapter`'s model with about `l0` active features."""
+    """A seeded random CLT/PLT for `adapter`'s model with about `l0` active features,
+    reading `input_site` ("mlp_in" or "resid_mid")."""
     note = {"note": f"random weights, thresholds calibrated to L0 ~ {l0}"}
-    config = config_for(adapter, kind, n_features, dtype=dtype, training=note)
+    config = config_for(
+        adapter, kind, n_features, dtype=dtype, training=note, input_site=input_site
+    )
     transcoder = random_transcoder(config, seed=seed)
     ids = torch.tensor([tokenizer(sample_text).input_ids])  # type: ignore[operator]
+    inputs = [sites.transcoder_input(input_site, i) for i in range(adapter.n_layers)]
     with torch.no_grad():
-        cache = adapter.run(ids, capture=[sites.mlp_in(i) for i in range(adapter.n_layers)]).cache
+        cache = adapter.run(ids, capture=inputs).cache
         for layer in range(adapter.n_layers):
             block = transcoder.layer(layer)
-            h = block.pre_activations(cache[sites.mlp_in(layer)][0].to(block.W_enc.dtype))
+            h = block.pre_activations(cache[inputs[layer]][0].to(block.W_enc.dtype))
             quantile = 1.0 - l0 / n_features
             threshold = torch.quantile(h.flatten(), quantile).clamp(min=1e-3)
             parameter = block.activation.threshold
