@@ -86,3 +86,44 @@ def test_trace_on_cpu_sets_the_allocator_policy_for_its_gradients(folders, tmp_p
     config = json.loads((model / "config.json").read_text())
     d_model = config.get("hidden_size") or config["n_embd"]
     assert sizes == [8 * len(graph.input_tokens) * d_model * 4]  # fp32 [batch, seq, d]
+
+
+def test_a_circuit_tracer_resid_mid_clt_converts_inspects_and_traces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """circuit-tracer's own CLT layout (W_enc_i / W_dec_i + config.yaml, no side file),
+    reading hook_resid_mid, as every published mntss CLT does."""
+    import torch
+    import yaml
+
+    from circuitscope.models.adapter import ModelAdapter
+    from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
+    from circuitscope.testing.tiny_transcoders import tiny_transcoder
+    from circuitscope.transcoders.formats import write_format
+    from circuitscope.transcoders.transcoder import Transcoder
+
+    model = tiny_model("llama")
+    model.save_pretrained(tmp_path / "model")
+    tiny_tokenizer().save_pretrained(tmp_path / "model")
+    theirs = tmp_path / "their-clt"
+    write_format(
+        tiny_transcoder(ModelAdapter(model), "clt", input_site="resid_mid"),
+        theirs,
+        "circuit-tracer",
+    )
+    (theirs / "circuitscope.json").unlink()
+    assert yaml.safe_load((theirs / "config.yaml").read_text())["feature_input_hook"] == (
+        "hook_resid_mid"
+    )
+    assert main(["inspect", str(theirs)]) == 0
+    assert "input_site         layers.{layer}.resid_mid" in capsys.readouterr().out
+    assert main(["convert", str(theirs), str(tmp_path / "native")]) == 0
+    assert Transcoder.load(tmp_path / "native").config.input_site == "layers.{layer}.resid_mid"
+    graphs = []
+    for folder in (theirs, tmp_path / "native"):
+        out = tmp_path / f"graph-{folder.name}"
+        args = ["trace", str(tmp_path / "model"), str(folder), "The capital of France is"]
+        assert main([*args, "-o", str(out), "--no-progress"]) == 0
+        graphs.append(load_graph(out))
+    assert graphs[0].n_features > 0
+    torch.testing.assert_close(graphs[0].edges, graphs[1].edges, atol=0, rtol=0)
