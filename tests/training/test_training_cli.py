@@ -66,3 +66,44 @@ def test_train_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     bad.write_text("n_featurez: 3\n")
     assert main(["train", str(tmp_path / "x"), str(tmp_path / "run"), "--config", str(bad)]) == 2
     assert "unknown settings n_featurez" in capsys.readouterr().err
+
+
+def test_resid_mid_store_trains_a_resid_mid_transcoder(
+    model_and_corpus: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """--input-site resid_mid records the residual before the MLP's norm (the same tokens
+    as an mlp_in store: its rows, through the MLP's norm, are the mlp_in store's), and the
+    trained transcoder reads it (so trace, intervene and eval use it)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from circuitscope.data.store_format import MANIFEST
+    from circuitscope.models.adapter import ModelAdapter
+    from circuitscope.transcoders.transcoder import Transcoder
+
+    model, corpus = model_and_corpus
+    rows = {}
+    for site in ("mlp_in", "resid_mid"):
+        store = tmp_path / site
+        args = ["collect", str(model), str(store), "--corpus", str(corpus), "--tokens", "500"]
+        args += ["--context-length", "32", "--input-site", site, "--store-dtype", "bfloat16"]
+        assert main(args) == 0
+        assert json.loads((store / MANIFEST).read_text())["input_site"] == site
+        shards = sorted(store.glob("shard_*.safetensors"))
+        rows[site] = torch.cat([load_file(path)["mlp_in"] for path in shards]).double()
+    adapter = ModelAdapter(tiny_model("llama", dtype=torch.float64))
+    norm = adapter.layers[1].get_submodule(adapter.spec.mlp_norm)
+    with torch.no_grad():
+        normed = norm(rows["resid_mid"][:, 1])
+    assert not torch.allclose(rows["resid_mid"], rows["mlp_in"], atol=0.1)
+    torch.testing.assert_close(normed, rows["mlp_in"][:, 1], atol=0.05, rtol=0.02)  # bf16
+    run = tmp_path / "run"
+    train_args = ["train", str(tmp_path / "resid_mid"), str(run), "--no-progress"]
+    train_args += ["--n-features", "16", "--steps", "5", "--batch-size", "100"]
+    assert main([*train_args, "--autocast", "off"]) == 0
+    trained = Transcoder.load(run / "transcoder")
+    assert trained.config.input_site == "layers.{layer}.resid_mid"
+    capsys.readouterr()
+    wrong = ["train", str(tmp_path / "mlp_in"), str(tmp_path / "r2"), "--input-site", "resid_mid"]
+    assert main(wrong) == 2
+    assert "holds mlp_in activations" in capsys.readouterr().err
