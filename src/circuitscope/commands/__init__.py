@@ -26,6 +26,7 @@ def all_commands() -> list[Command]:
         model_commands,
         training_commands,
         transcoder_commands,
+        viewer_commands,
     )
 
     return [
@@ -34,4 +35,5 @@ def all_commands() -> list[Command]:
         *attribution_commands.COMMANDS,
         *intervention_commands.COMMANDS,
         *training_commands.COMMANDS,
+        *viewer_commands.COMMANDS,
     ]

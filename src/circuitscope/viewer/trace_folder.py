@@ -1,0 +1,211 @@
+"""Everything the viewer reads from and writes to a served graph (the one seam to disk).
+
+A served source is either a trace folder (written by `circuitscope trace`: it holds
+the attribution-graph JSON `<slug>.json` next to graph.*, pruned.* and config.json)
+or one attribution-graph JSON file (Neuronpedia's format; circuit-tracer's
+`create_graph_files` writes the same). What the page saves goes back into the source:
+the view (pins, supernodes, positions, slider) into the JSON's `qParams`, node labels
+into a labels file beside it (`labels.json` in a trace folder, `<stem>.labels.json`
+next to a lone JSON file). Feature cards come from a features folder (`--features`,
+or `features/` inside the trace folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from circuitscope.errors import CircuitscopeError
+
+TRACE_FILES = {"graph.json", "pruned.json", "config.json", "labels.json"}
+MAX_LABEL_CHARS = 500
+LINK_TYPES = ("inputs", "outputs", "both")
+_write_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class GraphSource:
+    """One served graph: where its JSON, labels, settings and cards live."""
+
+    name: str
+    """What the page's graph picker shows."""
+    folder: Path
+    """The folder files may be served from (the trace folder, or the JSON's folder)."""
+    json_path: Path | None
+    """The attribution-graph JSON; None when the folder has none (an error in the page)."""
+    labels_path: Path
+    features_dir: Path | None
+    """Feature cards for this graph, if any."""
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / "config.json"
+
+
+def open_source(path: str | Path, features: str | Path | None = None) -> GraphSource:
+    """A served graph from a trace folder or a graph JSON file; raises if neither."""
+    path = Path(path).resolve()
+    if path.is_file():
+        folder, json_path = path.parent, path
+        labels = folder / f"{path.stem}.labels.json"
+    elif path.is_dir():
+        folder, json_path, labels = path, _graph_json_in(path), path / "labels.json"
+    else:
+        raise CircuitscopeError(f"{path}: no such trace folder or graph JSON file")
+    return GraphSource(path.name, folder, json_path, labels, _features_dir(folder, features))
+
+
+def _graph_json_in(folder: Path) -> Path | None:
+    """The attribution-graph JSON of a trace folder: its only other *.json file."""
+    candidates = sorted(p for p in folder.glob("*.json") if p.name not in TRACE_FILES)
+    candidates = [p for p in candidates if not p.name.endswith(".labels.json")]
+    return candidates[0] if candidates else None
+
+
+def _features_dir(folder: Path, features: str | Path | None) -> Path | None:
+    if features is not None:
+        features = Path(features).resolve()
+        if not features.is_dir():
+            raise CircuitscopeError(f"--features {features}: no such folder")
+        return features
+    inside = folder / "features"
+    return inside if (inside / "index.json.gz").is_file() else None
+
+
+def read_document(source: GraphSource) -> dict[str, Any]:
+    """The graph JSON with the saved labels merged in; raises CircuitscopeError if bad."""
+    from circuitscope.graph.neuronpedia import schema_problems
+
+    if source.json_path is None:
+        raise CircuitscopeError(f"{source.folder} holds no attribution-graph JSON")
+    try:
+        document = json.loads(source.json_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CircuitscopeError(f"{source.json_path.name}: not readable JSON ({error})") from None
+    problems = schema_problems(document)
+    if problems:
+        raise CircuitscopeError(
+            f"{source.json_path.name}: not an attribution-graph JSON: " + "; ".join(problems[:3])
+        )
+    document["labels"] = read_labels(source)
+    return document
+
+
+def read_labels(source: GraphSource) -> dict[str, str]:
+    """{node_id: label} saved from the page (empty when none)."""
+    if not source.labels_path.is_file():
+        return {}
+    try:
+        labels = json.loads(source.labels_path.read_text())
+    except (OSError, ValueError) as error:
+        raise CircuitscopeError(f"{source.labels_path}: unreadable labels ({error})") from None
+    if not isinstance(labels, dict):
+        raise CircuitscopeError(f"{source.labels_path}: labels must be a JSON object")
+    return {str(key): str(value) for key, value in labels.items()}
+
+
+def save_state(source: GraphSource, q_params: Any, labels: Any) -> None:
+    """Write the page's view into the JSON's qParams and its labels into the labels file.
+
+    Raises CircuitscopeError (nothing written) when either is malformed."""
+    q_params, labels = check_q_params(q_params), check_labels(labels)
+    with _write_lock:
+        document = read_document(source)
+        document.pop("labels")
+        document["qParams"] = {**document["qParams"], **q_params}
+        assert source.json_path is not None
+        _atomic_write(source.json_path, json.dumps(document))
+        merged = {**read_labels(source), **labels}
+        merged = {key: value for key, value in merged.items() if value.strip()}
+        _atomic_write(source.labels_path, json.dumps(merged, indent=1, ensure_ascii=False))
+
+
+def check_q_params(q_params: Any) -> dict[str, Any]:
+    """The qParams the page may save, type-checked; raises CircuitscopeError."""
+    if not isinstance(q_params, dict):
+        raise CircuitscopeError("qParams must be a JSON object")
+    checked: dict[str, Any] = {}
+    if "pinnedIds" in q_params:
+        checked["pinnedIds"] = _strings(q_params["pinnedIds"], "pinnedIds")
+    if "supernodes" in q_params:
+        groups = q_params["supernodes"]
+        if not isinstance(groups, list):
+            raise CircuitscopeError("supernodes must be a list of [label, node_id, ...]")
+        checked["supernodes"] = [_strings(group, "a supernode") for group in groups]
+        if any(len(group) < 2 for group in checked["supernodes"]):
+            raise CircuitscopeError("a supernode needs a label and at least one member")
+    for key in ("clickedId", "sg_pos"):
+        if key in q_params:
+            checked[key] = _string(q_params[key], key)
+    if "linkType" in q_params:
+        if q_params["linkType"] not in LINK_TYPES:
+            raise CircuitscopeError(f"linkType must be one of {LINK_TYPES}")
+        checked["linkType"] = q_params["linkType"]
+    if "pruningThreshold" in q_params:
+        value = q_params["pruningThreshold"]
+        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise CircuitscopeError("pruningThreshold must be a number in [0, 1]")
+        checked["pruningThreshold"] = float(value)
+    return checked
+
+
+def check_labels(labels: Any) -> dict[str, str]:
+    if not isinstance(labels, dict):
+        raise CircuitscopeError("labels must be a JSON object {node_id: label}")
+    for key, value in labels.items():
+        _string(value, f"label of {key}")
+        if len(value) > MAX_LABEL_CHARS:
+            raise CircuitscopeError(f"label of {key} is longer than {MAX_LABEL_CHARS} characters")
+    return dict(labels)
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise CircuitscopeError(f"{what} must be a list of strings")
+    return list(value)
+
+
+def _string(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise CircuitscopeError(f"{what} must be a string")
+    return value
+
+
+def read_card(source: GraphSource, layer: int, index: int) -> dict[str, Any]:
+    """The feature card of (layer, index); raises CircuitscopeError when there is none."""
+    from circuitscope.features.files import read_feature
+
+    if source.features_dir is None:
+        raise CircuitscopeError("no feature cards are served for this graph (--features DIR)")
+    return read_feature(source.features_dir, layer, index)
+
+
+def read_trace_config(source: GraphSource) -> dict[str, Any]:
+    """The trace's config.json (model, transcoder, bos, ...); {} when there is none."""
+    if not source.config_path.is_file():
+        return {}
+    try:
+        config = json.loads(source.config_path.read_text())
+    except (OSError, ValueError) as error:
+        raise CircuitscopeError(f"{source.config_path}: unreadable ({error})") from None
+    return config if isinstance(config, dict) else {}
+
+
+def served_file(source: GraphSource, relative: str) -> Path:
+    """A file inside the source's folder; raises CircuitscopeError for anything outside it
+    (`..`, absolute paths, symlinks that lead out)."""
+    root = source.folder.resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise CircuitscopeError(f"not a file of this graph: {relative!r}")
+    return target
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

@@ -1,0 +1,100 @@
+// The pinned subgraph: pinned nodes and supernodes in their own draggable layout.
+// A supernode's links are the sums of its members' links.
+
+import { drag } from "d3-drag";
+import { select } from "d3-selection";
+import { COLORS } from "./draw.js";
+import { svgEl } from "./dom.js";
+import { nodeTitle } from "./graph_model.js";
+
+// Items shown: one per supernode, one per pinned node outside every supernode.
+export function subgraphItems(model, pinned, supernodes) {
+  const grouped = new Set();
+  const items = supernodes.map((group, i) => {
+    const members = group.slice(1).map((id) => model.byId.get(id)).filter(Boolean);
+    members.forEach((m) => grouped.add(m.id));
+    return { key: "sn:" + i, label: group[0], members, supernode: i };
+  });
+  for (const id of pinned) {
+    const node = model.byId.get(id);
+    if (node && !grouped.has(id)) items.push({ key: id, label: null, members: [node], supernode: null });
+  }
+  return items;
+}
+
+export function itemLinks(items) {
+  const owner = new Map();
+  items.forEach((item) => item.members.forEach((m) => owner.set(m.id, item)));
+  const sums = new Map();
+  for (const target of items) {
+    for (const m of target.members) {
+      for (const l of m.inputs) {
+        const source = owner.get(l.source.id);
+        if (!source || source === target) continue;
+        const key = source.key + "\u0000" + target.key;
+        sums.set(key, { source, target, weight: (sums.get(key)?.weight || 0) + l.weight });
+      }
+    }
+  }
+  return [...sums.values()];
+}
+
+export function renderSubgraph(svgNode, state, handlers) {
+  const { model } = state;
+  const svg = select(svgNode);
+  svg.selectAll("*").remove();
+  const width = svgNode.clientWidth || 800, height = svgNode.clientHeight || 220;
+  const items = subgraphItems(model, state.pinned, state.supernodes);
+  const position = (item) => {
+    if (state.sgPos[item.key]) return state.sgPos[item.key];
+    const mean = (f) => item.members.reduce((s, m) => s + f(m), 0) / Math.max(1, item.members.length);
+    const x = 60 + ((mean((m) => m.pos) + 0.5) / Math.max(1, model.nTokens)) * (width - 120);
+    const y = height - 30 - (mean((m) => m.row) / (model.nLayers + 1)) * (height - 60);
+    return [Math.round(x), Math.round(y)];
+  };
+  const at = new Map(items.map((item) => [item.key, position(item)]));
+  const links = itemLinks(items);
+  const largest = Math.max(1e-30, ...links.map((l) => Math.abs(l.weight)));
+  const linkLayer = svgEl("g", { class: "links" });
+  svgNode.append(linkLayer);
+  const drawLinks = () => {
+    linkLayer.replaceChildren();
+    for (const l of links) {
+      const [x1, y1] = at.get(l.source.key), [x2, y2] = at.get(l.target.key);
+      linkLayer.append(svgEl("line", {
+        x1, y1, x2, y2,
+        stroke: `rgb(${l.weight >= 0 ? COLORS.positive : COLORS.negative})`,
+        "stroke-opacity": 0.75,
+        "stroke-width": (0.5 + 5 * Math.abs(l.weight) / largest).toFixed(2),
+      }));
+    }
+  };
+  drawLinks();
+  for (const item of items) {
+    const text = item.label !== null ? `${item.label} (${item.members.length})` : nodeTitle(item.members[0], state.labels);
+    const selected = state.selectedItems.has(item.key);
+    const g = svgEl("g", { class: "item" + (selected ? " selected" : ""), "data-key": item.key });
+    const w = Math.min(180, 16 + 6.2 * text.length);
+    const kind = item.label !== null ? "supernode" : item.members[0].kind;
+    const fill = item.label !== null ? "#e9d5ff" : (COLORS[kind] || COLORS.feature)[0];
+    g.append(svgEl("rect", { x: -w / 2, y: -11, width: w, height: 22, rx: item.label !== null ? 11 : 3, fill, stroke: "#777" }));
+    const label = svgEl("text", { "text-anchor": "middle", y: 4, "font-size": 11 });
+    label.textContent = text.length > 28 ? text.slice(0, 27) + "…" : text;
+    g.append(label);
+    const [x, y] = at.get(item.key);
+    g.setAttribute("transform", `translate(${x},${y})`);
+    svgNode.append(g);
+    select(g).call(
+      drag()
+        .on("drag", (event) => {
+          const p = [Math.round(event.x), Math.round(event.y)];
+          at.set(item.key, p);
+          g.setAttribute("transform", `translate(${p[0]},${p[1]})`);
+          drawLinks();
+        })
+        .on("end", () => handlers.moved(item.key, at.get(item.key))),
+    );
+    g.addEventListener("click", (event) => handlers.toggle(item, event));
+  }
+  return items;
+}
