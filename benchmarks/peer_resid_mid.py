@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=1e-5, help="of the largest |edge|")
     parser.add_argument("--peer-python", default="/work/peer-venv/bin/python")
+    parser.add_argument(
+        "--reuse-peer",
+        action="store_true",
+        help="reuse circuit-tracer's run of an earlier call (same transcoder, prompt and "
+        "settings; its output still under --work) instead of running it again",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="targets per backward, both")
     parser.add_argument("--max-n-logits", type=int, default=10)
     parser.add_argument("--desired-logit-prob", type=float, default=0.95)
@@ -172,6 +178,9 @@ def run_peer(args: argparse.Namespace, model: str, folders: dict[str, Any], prom
     settings = argparse.Namespace(**vars(args))
     item = {"circuit_tracer": str(folders["circuit_tracer"])}
     runs = work / "runs" / folders["name"]
+    if args.reuse_peer and (runs / "peer" / "peer.json").is_file():
+        print("circuit-tracer: reusing the earlier run", flush=True)
+        return _peer_result(runs, peak_rss_mb=None, reused=True)
     base = peer_command(settings, model, item, prompt["ids"])
     print("circuit-tracer: load and check ...", flush=True)
     check = run_child([*base, "--out", str(runs / "peer-check"), "--check"],
@@ -182,9 +191,14 @@ def run_peer(args: argparse.Namespace, model: str, folders: dict[str, Any], prom
     child = run_child([*base, "--out", str(runs / "peer")], runs / "peer.log", args.threads)
     if child.returncode != 0:
         raise SystemExit(f"circuit-tracer's attribute failed; see {child.log}")
+    return _peer_result(runs, peak_rss_mb=child.peak_rss_mb, reused=False)
+
+
+def _peer_result(runs: Path, peak_rss_mb: float | None, reused: bool) -> dict[str, Any]:
     result = json.loads((runs / "peer" / "peer.json").read_text())
     result["check"] = json.loads((runs / "peer-check" / "peer-check.json").read_text())
-    result["peak_rss_mb_child"] = child.peak_rss_mb
+    result["peak_rss_mb_child"] = peak_rss_mb if peak_rss_mb is not None else result["peak_rss_mb"]
+    result["reused"] = reused
     return result
 
 
@@ -209,7 +223,8 @@ def report_lines(row: dict[str, Any], verdict: dict[str, bool], tolerance: float
         f"| active features | {ours['n_active']} | {peer['n_active']} |",
         f"| features in the graph | {features['in_graph_ours']} | {features['in_graph_peer']} |",
         f"| logit targets | {len(compared['logits_ours'])} | {len(compared['logits_peer'])} |",
-        f"| attribution s | {ours['trace_seconds']:.1f} | {peer['attribute_seconds']:.1f} |",
+        f"| attribution s | {ours['trace_seconds']:.1f} | {peer['attribute_seconds']:.1f}"
+        f"{' (earlier run)' if peer['reused'] else ''} |",
         f"| peak RSS MB (process) | {row['ours_peak_rss_mb']:.0f} "
         f"| {peer['peak_rss_mb_child']:.0f} |",
         "",
