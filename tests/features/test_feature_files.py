@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
+from format_reader import independent_read
 
 from circuitscope.errors import CircuitscopeError
 from circuitscope.features.files import (
@@ -23,18 +22,6 @@ from circuitscope.features.files import (
 from circuitscope.testing.tiny_cards import tiny_card, write_tiny_cards
 
 FEATURES = [(0, 1), (0, 4), (2, 0), (2, 3)]
-
-
-def independent_read(folder: Path, layer: int, index: int) -> dict:
-    """As circuit-tracer's page: index -> offsets -> byte range -> <I length -> zlib -> JSON."""
-    index_data = json.loads(gzip.decompress((folder / "index.json.gz").read_bytes()))
-    entry = index_data[layer]
-    start, end = entry["offsets"][index], entry["offsets"][index + 1]
-    with open(folder / entry["filename"], "rb") as f:
-        f.seek(start)
-        chunk = f.read(end - start + 1)  # the page asks for an inclusive range
-    (length,) = struct.unpack("<I", chunk[:4])
-    return json.loads(zlib.decompress(chunk[4 : 4 + length]).decode("utf-8"))
 
 
 def test_independent_reader_reads_every_card(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ def all_commands() -> list[Command]:
     """Every subcommand, in the order `--help` lists them."""
     from circuitscope.commands import (
         attribution_commands,
+        feature_commands,
         intervention_commands,
         model_commands,
         training_commands,
@@ -35,5 +36,6 @@ def all_commands() -> list[Command]:
         *attribution_commands.COMMANDS,
         *intervention_commands.COMMANDS,
         *training_commands.COMMANDS,
+        *feature_commands.COMMANDS,
         *viewer_commands.COMMANDS,
     ]

@@ -1,0 +1,166 @@
+"""`features` (build feature cards over a corpus) and `feature` (print one card)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from circuitscope.cli_args import positional
+from circuitscope.commands import Command
+from circuitscope.commands.training_commands import CorpusOptions
+from circuitscope.errors import CircuitscopeError
+
+
+@dataclass(kw_only=True)
+class FeaturesConfig(CorpusOptions):
+    model: str = positional()
+    """A hub id, a model folder, a .gguf file, or smollm2-135m."""
+    transcoder: str = positional()
+    """The transcoder folder (or hub reference) whose features to describe."""
+    out: str = field(default="", metadata={"short": "-o"})
+    """The features folder to write (or add to); default: features/ beside the transcoder
+    when it is a local folder."""
+    tokens: int = 65_536
+    """Corpus tokens to stream (position 0 of each context, the BOS, is not counted)."""
+    batch_size: int = 16
+    """Contexts per forward pass."""
+    features_of: list[str] = field(default_factory=list)
+    """Trace folders: build cards only for the features of their pruned graphs."""
+    top_k: int = 20
+    """Top activating contexts kept per feature."""
+    intervals: int = 8
+    """Activation intervals with sampled examples (a power of two)."""
+    per_interval: int = 4
+    """Sampled examples per interval."""
+    before: int = 24
+    """Tokens shown before the peak token of an example."""
+    after: int = 8
+    """Tokens shown after the peak token of an example."""
+    logits: int = 10
+    """Top and bottom logit effects kept per feature."""
+    seed: int = 0
+    """Seeds the corpus order."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N, or auto."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Precision of the model weights."""
+    progress: bool = True
+    """Show a progress bar with tokens/s."""
+
+
+def features_command(config: FeaturesConfig) -> int:
+    """Stream a corpus once and write feature cards (circuit-tracer's layout) for a transcoder."""
+    from circuitscope.features.build import CorpusSpec, build_feature_cards
+    from circuitscope.features.graph_features import graph_features
+    from circuitscope.features.layer_stats import StatsSettings
+    from circuitscope.features.stream import Shard
+    from circuitscope.models.loading import load_model
+    from circuitscope.training.distributed import cleanup, setup
+    from circuitscope.transcoders.transcoder import Transcoder
+
+    if config.intervals < 1 or config.intervals & (config.intervals - 1):
+        raise CircuitscopeError(f"--intervals must be a power of two, got {config.intervals}")
+    info = setup(config.device)
+    try:
+        loaded = load_model(config.model, device=str(info.device), dtype=config.dtype)
+        transcoder = Transcoder.load(config.transcoder, device=str(loaded.adapter.device))
+        folder = _out_folder(config)
+        features = (
+            graph_features([Path(p) for p in config.features_of]) if config.features_of else None
+        )
+        corpus = CorpusSpec(
+            tuple(config.corpus),
+            config.tokens,
+            config.context_length,
+            config.batch_size,
+            config.seed,
+            config.text_field,
+        )
+        settings = StatsSettings(
+            config.top_k, config.intervals, config.per_interval, 256, config.before, config.after
+        )
+        report = build_feature_cards(
+            loaded,
+            transcoder,
+            folder,
+            corpus,
+            settings,
+            features,
+            transcoder_id=Path(config.transcoder).name,
+            n_logits=config.logits,
+            shard=Shard(info.rank, info.world_size),
+            progress=config.progress and info.is_main,
+        )
+    finally:
+        cleanup(info)
+    if info.is_main:
+        if report.new_cards == 0:
+            print(f"{folder}: all {report.kept_cards} cards asked for are already there")
+        else:
+            print(
+                f"wrote {report.new_cards} cards ({report.kept_cards} kept) to {folder}/ from "
+                f"{report.tokens} tokens at {report.tokens_per_second:.0f} tokens/s"
+            )
+    return 0
+
+
+def _out_folder(config: FeaturesConfig) -> Path:
+    if config.out:
+        return Path(config.out)
+    transcoder = Path(config.transcoder)
+    if transcoder.is_dir():
+        return transcoder / "features"
+    raise CircuitscopeError("give the output folder with -o DIR")
+
+
+@dataclass(kw_only=True)
+class FeatureConfig:
+    folder: str = positional()
+    """A features folder written by `circuitscope features`."""
+    layer: int = positional()
+    """The feature's layer."""
+    index: int = positional()
+    """The feature's index in its layer."""
+    label: str | None = None
+    """Set the feature's label (an empty string restores the automatic one), then print."""
+    examples: int = 10
+    """Top examples to print."""
+    json: bool = False
+    """Print the stored card (circuit-tracer's feature JSON) instead of text."""
+    neuronpedia: str = ""
+    """Also write the card as Neuronpedia feature-details JSON to this file."""
+    model_id: str = ""
+    """modelId in the Neuronpedia JSON (default: the model the cards were made with)."""
+
+
+def feature_command(config: FeatureConfig) -> int:
+    """Print one feature's card: top examples with the peak token marked, logits, density."""
+    from circuitscope.features.card import format_card, load_card
+    from circuitscope.features.files import read_manifest, write_label
+    from circuitscope.features.neuronpedia import neuronpedia_feature
+
+    folder = Path(config.folder)
+    card = load_card(folder, config.layer, config.index)
+    if config.label is not None:
+        write_label(folder, config.layer, config.index, config.label)
+        card = load_card(folder, config.layer, config.index)
+    if config.neuronpedia:
+        manifest = read_manifest(folder)
+        model_id = config.model_id or str(manifest.get("model", ""))
+        source = str(manifest.get("transcoder_id", "")) or "transcoder"
+        document = neuronpedia_feature(card, model_id, source)
+        Path(config.neuronpedia).write_text(json.dumps(document, indent=1) + "\n")
+    if config.json:
+        print(json.dumps(card.record, indent=1))
+    else:
+        print(format_card(card, color=sys.stdout.isatty(), n_examples=config.examples))
+    return 0
+
+
+COMMANDS = [
+    Command("features", FeaturesConfig, features_command),
+    Command("feature", FeatureConfig, feature_command),
+]

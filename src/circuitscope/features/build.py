@@ -1,0 +1,222 @@
+"""Build feature cards: choose features, stream the corpus once, write the folder.
+
+A second run into the same folder adds the cards it lacks (same corpus and
+settings, checked against `features.json`) and keeps those already there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from circuitscope.errors import CircuitscopeError
+from circuitscope.features.cards import build_card
+from circuitscope.features.files import (
+    INDEX_FILE,
+    card_ids,
+    read_manifest,
+    write_automatic_labels,
+    write_cards,
+)
+from circuitscope.features.layer_stats import StatsSettings
+from circuitscope.features.logits import summed_decoders, top_logits
+from circuitscope.features.stream import FeatureStats, Shard, collect_stats, merge_across_processes
+from circuitscope.models.loading import LoadedModel
+from circuitscope.transcoders.transcoder import Transcoder
+from circuitscope.transcoders.validation import check_against_model
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    sources: tuple[str, ...] = ("default",)
+    tokens: int = 65_536
+    context_length: int = 128
+    batch_size: int = 16
+    seed: int = 0
+    text_field: str = "text"
+
+    @property
+    def n_contexts(self) -> int:
+        return math.ceil(self.tokens / (self.context_length - 1))
+
+
+@dataclass
+class BuildReport:
+    folder: Path
+    new_cards: int
+    kept_cards: int
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def all_features(transcoder: Transcoder) -> dict[int, Tensor]:
+    return {layer: torch.arange(n) for layer, n in enumerate(transcoder.config.n_features)}
+
+
+def build_feature_cards(
+    loaded: LoadedModel,
+    transcoder: Transcoder,
+    folder: Path,
+    corpus: CorpusSpec,
+    settings: StatsSettings,
+    features: dict[int, Tensor] | None = None,
+    *,
+    transcoder_id: str = "",
+    n_logits: int = 10,
+    shard: Shard | None = None,
+    progress: bool = True,
+) -> BuildReport:
+    """Cards for `features` ({layer: [F] indices}; every feature when None) into `folder`."""
+    check_against_model(transcoder, loaded.adapter)
+    if corpus.tokens < 1 or corpus.context_length < 2 or corpus.batch_size < 1:
+        raise CircuitscopeError("--tokens and --batch-size must be positive, --context-length >= 2")
+    folder = Path(folder)
+    wanted = _checked(features if features is not None else all_features(transcoder), transcoder)
+    run = _run_description(loaded, transcoder, corpus, settings, transcoder_id)
+    done = _existing_cards(folder, run)
+    todo = _without(wanted, done)
+    if not todo:
+        return BuildReport(folder, 0, len(done), 0, 0.0)
+    stats = collect_stats(
+        loaded.adapter,
+        transcoder,
+        _batches(loaded, corpus),
+        corpus.n_contexts,
+        todo,
+        settings,
+        shard,
+        progress,
+    )
+    seconds, tokens = stats.seconds, stats.tokens
+    stats = merge_across_processes(stats)
+    if shard is None or shard.rank == 0:
+        cards = make_cards(loaded, transcoder, stats, transcoder_id, n_logits)
+        write_cards(
+            folder, cards, transcoder.config.n_features, run | {"tokens_seen": stats.tokens}
+        )
+        write_automatic_labels(folder, {key: card["label"] for key, card in cards.items()})
+    return BuildReport(folder, sum(len(f) for f in todo.values()), len(done), tokens, seconds)
+
+
+def make_cards(
+    loaded: LoadedModel,
+    transcoder: Transcoder,
+    stats: FeatureStats,
+    transcoder_id: str,
+    n_logits: int,
+) -> dict[tuple[int, int], dict[str, Any]]:
+    decode = token_decoder(loaded.tokenizer)
+    cards = {}
+    for layer, layer_stats in stats.layers.items():
+        features = stats.features[layer]
+        directions = summed_decoders(transcoder, layer, features)
+        top_ids, top_values, bottom_ids, bottom_values = top_logits(
+            loaded.adapter, directions, stats.typical_divisor, n_logits
+        )
+        for row, index in enumerate(features.tolist()):
+            logits = (
+                decode(top_ids[row].tolist()),
+                top_values[row].tolist(),
+                decode(bottom_ids[row].tolist()),
+                bottom_values[row].tolist(),
+            )
+            cards[(layer, index)] = build_card(
+                layer_stats,
+                row,
+                layer,
+                index,
+                stats.settings,
+                stats.tokens,
+                logits,
+                decode,
+                transcoder_id,
+            )
+    return cards
+
+
+def token_decoder(tokenizer: Any):  # noqa: ANN201 (a Decode)
+    """Token ids -> their texts, each id decoded once."""
+    cache: dict[int, str] = {}
+
+    def decode(ids: list[int]) -> list[str]:
+        for i in ids:
+            if i not in cache:
+                cache[i] = tokenizer.decode([i])
+        return [cache[i] for i in ids]
+
+    return decode
+
+
+def _batches(loaded: LoadedModel, corpus: CorpusSpec):  # noqa: ANN202 (an iterator of [B, T])
+    from circuitscope.data.corpus import iter_documents
+    from circuitscope.data.packing import batched, pack_contexts
+
+    documents = iter_documents(list(corpus.sources), "all", corpus.seed, None, corpus.text_field)
+    contexts = pack_contexts(documents, loaded.tokenizer, corpus.context_length)
+    return batched(contexts, corpus.batch_size)
+
+
+def _checked(features: dict[int, Tensor], transcoder: Transcoder) -> dict[int, Tensor]:
+    sizes = transcoder.config.n_features
+    out = {}
+    for layer, indices in features.items():
+        if not 0 <= layer < len(sizes):
+            raise CircuitscopeError(f"no layer {layer}: the transcoder has {len(sizes)} layers")
+        indices = torch.unique(indices.long())
+        if len(indices) and not (int(indices[0]) >= 0 and int(indices[-1]) < sizes[layer]):
+            raise CircuitscopeError(
+                f"feature {int(indices[-1])} of layer {layer} does not exist: "
+                f"the transcoder's layer {layer} has {sizes[layer]} features"
+            )
+        if len(indices):
+            out[layer] = indices
+    return out
+
+
+def _run_description(
+    loaded: LoadedModel,
+    transcoder: Transcoder,
+    corpus: CorpusSpec,
+    settings: StatsSettings,
+    transcoder_id: str,
+) -> dict[str, Any]:
+    return {
+        "model": loaded.source,
+        "transcoder_id": transcoder_id,
+        "transcoder_kind": transcoder.config.kind,
+        "n_features": list(transcoder.config.n_features),
+        "corpus": {**asdict(corpus), "sources": list(corpus.sources), "split": "all"},
+        "settings": asdict(settings),
+        "position_0": "skipped (BOS / attention sink), as in the graphs",
+    }
+
+
+def _existing_cards(folder: Path, run: dict[str, Any]) -> set[tuple[int, int]]:
+    if not (folder / INDEX_FILE).is_file():
+        return set()
+    manifest = read_manifest(folder)
+    for key in ("model", "transcoder_id", "n_features", "corpus", "settings"):
+        if manifest.get(key) != run[key]:
+            raise CircuitscopeError(
+                f"{folder} holds cards made with another {key} ({manifest.get(key)!r}); "
+                "use another folder, or the settings it was made with"
+            )
+    return set(card_ids(folder))
+
+
+def _without(wanted: dict[int, Tensor], done: set[tuple[int, int]]) -> dict[int, Tensor]:
+    out = {}
+    for layer, indices in wanted.items():
+        keep = torch.tensor([(layer, i) not in done for i in indices.tolist()], dtype=torch.bool)
+        if bool(keep.any()):
+            out[layer] = indices[keep]
+    return out

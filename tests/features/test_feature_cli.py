@@ -1,0 +1,153 @@
+"""`circuitscope features` and `feature` on a tiny model, transcoder and text corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from format_reader import independent_read
+
+from circuitscope.cli import main
+from circuitscope.features.card import load_card
+from circuitscope.features.files import card_ids, read_feature, read_labels, read_manifest
+from circuitscope.graph.files import save_graph
+from circuitscope.testing.tiny_graphs import tiny_graph, write_tiny_folders
+from circuitscope.testing.tiny_models import TRAINING_TEXT
+
+COMMON = ["--tokens", "900", "--context-length", "16", "--batch-size", "4", "--no-progress"]
+COMMON += [
+    "--top-k",
+    "4",
+    "--intervals",
+    "4",
+    "--per-interval",
+    "2",
+    "--before",
+    "4",
+    "--after",
+    "2",
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("features")
+    model, transcoder = write_tiny_folders(root)
+    corpus = root / "corpus.txt"
+    corpus.write_text((TRAINING_TEXT + "\n") * 8)
+    trace = root / "trace"
+    save_graph(tiny_graph(), trace, "pruned")
+    full = root / "full"
+    args = ["features", str(model), str(transcoder), "-o", str(full), "--corpus", str(corpus)]
+    assert main(args + COMMON) == 0
+    return {
+        "model": model,
+        "transcoder": transcoder,
+        "corpus": corpus,
+        "trace": trace,
+        "full": full,
+    }
+
+
+def test_every_feature_gets_a_consistent_card(setup: dict[str, Path]) -> None:
+    full = setup["full"]
+    ids = card_ids(full)
+    assert len(ids) == 3 * 24  # tiny llama: 3 layers of 24 features
+    manifest = read_manifest(full)
+    tokens = manifest["tokens_seen"]
+    assert tokens == 60 * 15  # ceil(900 / 15) contexts of 15 counted tokens
+    fired = 0
+    for layer, index in ids:
+        card = read_feature(full, layer, index)
+        assert independent_read(full, layer, index) == card
+        top = card["examples_quantiles"][0]["examples"]
+        peaks = [e["tokens_acts_list"][e["train_token_ind"]] for e in top]
+        assert peaks == sorted(peaks, reverse=True)
+        if peaks:
+            fired += 1
+            assert card["act_max"] == pytest.approx(peaks[0], abs=1e-5)
+            assert card["quantile_values"][-1] == card["act_max"]
+            assert sum(card["histogram"]) == pytest.approx(card["activation_frequency"] * tokens)
+        for group in card["examples_quantiles"][1:]:
+            low, high = (float(x) for x in group["quantile_name"].split(": ")[1].split(" to "))
+            for e in group["examples"]:
+                value = e["tokens_acts_list"][e["train_token_ind"]]
+                assert low * 0.999 <= value < high * 1.001
+        assert len(card["top_logits"]) == 10 and len(card["bottom_logits"]) == 10
+        assert card["top_logit_values"][0] >= card["bottom_logit_values"][0]
+    assert fired > 10
+    assert len(read_labels(full)) == 72
+
+
+def test_features_of_gives_the_same_cards_and_a_second_run_adds(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "graph-features"
+    base = ["features", str(setup["model"]), str(setup["transcoder"]), "-o", str(out)]
+    base += ["--corpus", str(setup["corpus"]), *COMMON]
+    assert main([*base, "--features-of", str(setup["trace"])]) == 0
+    some = card_ids(out)
+    assert 0 < len(some) < 72
+    for layer, index in some:
+        assert read_feature(out, layer, index) == read_feature(setup["full"], layer, index)
+    assert main(base) == 0  # adds the rest, keeps the first ones
+    assert card_ids(out) == card_ids(setup["full"])
+    for layer, index in card_ids(out):
+        assert read_feature(out, layer, index) == read_feature(setup["full"], layer, index)
+
+
+def test_feature_prints_a_card_and_sets_a_label(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = setup["full"]
+    layer, index = max(card_ids(full), key=lambda k: read_feature(full, *k)["act_max"])
+    export = tmp_path / "np.json"
+    assert main(["feature", str(full), str(layer), str(index), "--neuronpedia", str(export)]) == 0
+    out = capsys.readouterr().out
+    card = load_card(full, layer, index)
+    assert f"L{layer}/F{index}" in out and "«" in out and "density" in out
+    assert f"{card.top_examples[0].value:8.3f}" in out
+    document = json.loads(export.read_text())
+    assert document["index"] == str(index) and document["maxActApprox"] == card.act_max
+    assert document["pos_str"] == [s for s, _ in card.top_logits]
+    assert document["activations"][0]["maxValue"] == pytest.approx(card.act_max)
+    assert main(["feature", str(full), str(layer), str(index), "--label", "my label"]) == 0
+    assert load_card(full, layer, index).label == "my label"
+    assert main(["feature", str(full), str(layer), str(index), "--label", ""]) == 0
+    assert load_card(full, layer, index).label == card.record["label"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["feature", "{full}", "5", "0"], "no layer 5"),
+        (["feature", "{full}", "0", "99"], "no feature 99 in layer 0"),
+        (["feature", "{root}/nowhere", "0", "0"], "not a finished features folder"),
+    ],
+)
+def test_bad_feature_requests_are_one_line_errors(
+    setup: dict[str, Path], args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    values = {"full": str(setup["full"]), "root": str(setup["full"].parent)}
+    assert main([a.format(**values) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_bad_inputs_to_features(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("tiny")
+    base = ["features", str(setup["model"]), str(setup["transcoder"])]
+    assert main([*base, "-o", str(tmp_path / "a"), "--corpus", str(empty), *COMMON]) == 2
+    assert "no complete context" in capsys.readouterr().err
+    assert not (tmp_path / "a" / "index.json.gz").exists()
+    other_model, _ = write_tiny_folders(tmp_path / "other", "gpt2")
+    args = ["features", str(other_model), str(setup["transcoder"]), "-o", str(tmp_path / "b")]
+    assert main([*args, "--corpus", str(setup["corpus"]), *COMMON]) == 2
+    assert "does not fit" in capsys.readouterr().err
+    args = [*base, "-o", str(setup["full"]), "--corpus", str(setup["corpus"]), *COMMON]
+    assert main([*args, "--top-k", "5"]) == 2
+    assert "another settings" in capsys.readouterr().err
