@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,24 +99,3 @@ def chromium() -> Iterator[Any]:
     driver = start_chromium()
     yield driver
     driver.quit()
-
-
-def wait_ready(driver: Any, timeout: float = 20.0) -> None:
-    """Wait until the page has opened its graph (or shown why it cannot)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if driver.execute_script("return !!(window.circuitscope && window.circuitscope.ready)"):
-            return
-        time.sleep(0.05)
-    raise AssertionError("the page did not finish loading")
-
-
-def wait_for(driver: Any, script: str, timeout: float = 20.0) -> Any:
-    """Poll a JS expression until it is truthy; returns its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = driver.execute_script("return " + script)
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {script}")

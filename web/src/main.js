@@ -424,7 +424,7 @@ async function start() {
   const wanted = hash.has("g") ? Number(hash.get("g")) : 0;
   const gid = state.graphs[wanted] ? wanted : 0;
   picker.value = String(gid);
-  await openGraph(gid, hash.has("g") ? hash : null);
+  await openGraph(gid, hash.toString() ? hash : null);
 }
 
 start();

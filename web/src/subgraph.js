@@ -13,7 +13,7 @@ export function subgraphItems(model, pinned, supernodes) {
   const items = supernodes.map((group, i) => {
     const members = group.slice(1).map((id) => model.byId.get(id)).filter(Boolean);
     members.forEach((m) => grouped.add(m.id));
-    return { key: "sn:" + i, label: group[0], members, supernode: i };
+    return { key: "sn:" + group[0], label: group[0], members, supernode: i };
   });
   for (const id of pinned) {
     const node = model.byId.get(id);
@@ -52,7 +52,18 @@ export function renderSubgraph(svgNode, state, handlers) {
     const y = height - 30 - (mean((m) => m.row) / (model.nLayers + 1)) * (height - 60);
     return [Math.round(x), Math.round(y)];
   };
-  const at = new Map(items.map((item) => [item.key, position(item)]));
+  const at = new Map();
+  const taken = new Map();
+  for (const item of items) {
+    let [x, y] = position(item);
+    if (!state.sgPos[item.key]) {
+      const spot = x + "," + y, count = taken.get(spot) || 0;
+      taken.set(spot, count + 1);
+      x += 150 * (count % 4) * (x > width / 2 ? -1 : 1);
+      y -= 28 * Math.floor(count / 4);
+    }
+    at.set(item.key, [x, y]);
+  }
   const links = itemLinks(items);
   const largest = Math.max(1e-30, ...links.map((l) => Math.abs(l.weight)));
   const linkLayer = svgEl("g", { class: "links" });
