@@ -37,4 +37,16 @@ else
   echo "setup.sh: note: skipped the default corpus ($corpus_packages): needs root and apt-get;" \
     "'circuitscope collect' will then need --corpus FILES or a reachable HF hub"
 fi
+# The viewer's browser tests drive Debian's headless Chromium (never a downloaded browser).
+if [ -n "$extras" ]; then
+  if [ -x /usr/bin/chromium ] && command -v chromedriver >/dev/null 2>&1; then
+    :
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+      >/dev/null 2>&1 || echo "setup.sh: note: could not install chromium; the browser tests will skip"
+  else
+    echo "setup.sh: note: chromium and chromium-driver need root and apt-get;" \
+      "the viewer's browser tests will skip"
+  fi
+fi
 echo "circuitscope is set up in .venv ($(.venv/bin/python -c 'import circuitscope; print(circuitscope.__version__)'))"
