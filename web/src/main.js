@@ -57,7 +57,7 @@ function draw() {
   $("threshold-value").textContent = state.threshold.toFixed(2);
   const elapsed = performance.now() - started;
   timings.redraw.push(elapsed);
-  if (timings.firstDraw === null) timings.firstDraw = performance.now() - timings.start;
+  if (timings.firstDraw === null) timings.firstDraw = performance.now(); // ms since navigation start
   return elapsed;
 }
 

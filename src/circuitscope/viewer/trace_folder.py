@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitscope.errors import CircuitscopeError
+from circuitscope.graph.neuronpedia import schema_problems
 
 TRACE_FILES = {"graph.json", "pruned.json", "config.json", "labels.json"}
 MAX_LABEL_CHARS = 500
@@ -78,8 +79,6 @@ def _features_dir(folder: Path, features: str | Path | None) -> Path | None:
 
 def read_document(source: GraphSource) -> dict[str, Any]:
     """The graph JSON with the saved labels merged in; raises CircuitscopeError if bad."""
-    from circuitscope.graph.neuronpedia import schema_problems
-
     if source.json_path is None:
         raise CircuitscopeError(f"{source.folder} holds no attribution-graph JSON")
     try:
