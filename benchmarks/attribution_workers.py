@@ -189,8 +189,9 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from circuitscope.allocator import return_freed_memory
+    from circuitscope.attribution.targets import TargetChoice
     from circuitscope.attribution.trace import peak_memory_mb, trace
-    from circuitscope.attribution.trace_config import TraceConfig
+    from circuitscope.attribution.visit import AttributionLimits
     from circuitscope.graph.files import save_graph
     from circuitscope.models.loading import load_model
     from circuitscope.transcoders.transcoder import Transcoder
@@ -201,20 +202,21 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     transcoder = Transcoder.load(spec["transcoder"], device=str(loaded.adapter.device))
     load_seconds = time.perf_counter() - start
     load_peak = peak_memory_mb()
-    config = TraceConfig(
-        model=MODEL,
-        transcoder=spec["transcoder"],
-        prompt=spec["prompt"]["text"],
-        output=spec["out"],
-        max_n_logits=spec["max_n_logits"],
-        desired_logit_prob=spec["desired_logit_prob"],
-        max_feature_nodes=spec["max_feature_nodes"],
-        batch_size=spec["batch_size"],
-        device=spec["device"],
-        progress=False,
+    targets = TargetChoice(
+        max_n_logits=spec["max_n_logits"], desired_logit_prob=spec["desired_logit_prob"]
+    )
+    limits = AttributionLimits(
+        max_feature_nodes=spec["max_feature_nodes"], batch_size=spec["batch_size"]
     )
     start = time.perf_counter()
-    result = trace(loaded, transcoder, config)
+    result = trace(
+        loaded.adapter,
+        loaded.tokenizer,
+        transcoder,
+        spec["prompt"]["text"],
+        targets=targets,
+        limits=limits,
+    )
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -226,8 +228,8 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "trace_seconds": round(seconds, 3),
         "load_seconds": round(load_seconds, 3),
-        "n_active": result.n_active,
-        "rows_computed": result.rows_computed,
+        "n_active": result.info.n_active_features,
+        "rows_computed": result.info.rows_computed,
         "n_nodes": graph.n_nodes,
         "n_layers": graph.n_layers,
         "n_features": graph.n_features,

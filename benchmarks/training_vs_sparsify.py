@@ -137,6 +137,7 @@ class ReaderSource:
         self.batch_size = batch_size
         self.n_layers, self.d_model = self.reader.n_layers, self.reader.d_model
         self.model_id, self.architecture = "smollm2-135m", "llama"
+        self.input_site = "mlp_in"
         self.stats = _stats(spec, self.reader)
         self.spec = spec
         self.log = StepLog()

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from circuitscope.attribution.trace import trace, write_trace
-from circuitscope.attribution.trace_config import TraceConfig
+from circuitscope.attribution.trace import save_trace, trace
+from circuitscope.attribution.visit import AttributionLimits
 from circuitscope.interventions.validation import (
     ValidationContext,
     ValidationSettings,
@@ -58,30 +58,32 @@ def parse_args() -> argparse.Namespace:
 
 def run_prompt(loaded: Any, transcoder: Transcoder, item: dict[str, Any], args) -> dict[str, Any]:
     slug = item["slug"]
-    config = TraceConfig(
-        model="smollm2-135m",
-        transcoder=args.transcoder,
-        prompt=item["prompt"],
-        output=str(Path(args.out) / slug),
-        max_feature_nodes=args.max_feature_nodes,
-        slug=slug,
-        progress=False,
-    )
+    output = Path(args.out) / slug
+    limits = AttributionLimits(max_feature_nodes=args.max_feature_nodes)
     start = time.perf_counter()
-    result = trace(loaded, transcoder, config)
-    write_trace(result, config)
+    result = trace(
+        loaded.adapter,
+        loaded.tokenizer,
+        transcoder,
+        item["prompt"],
+        limits=limits,
+        model_id="smollm2-135m",
+        transcoder_id=args.transcoder,
+    )
+    settings = {"model": "smollm2-135m", "transcoder": args.transcoder, "prompt": item["prompt"]}
+    save_trace(result, output, slug, settings)
     traced = time.perf_counter() - start
     directions = logit_directions(loaded.adapter, loaded.tokenizer, result.graph)
     context = ValidationContext(loaded.adapter, transcoder, result.graph, result.pruned, directions)
     report = validate_graph(context, ValidationSettings(top_n=args.top_n))
-    report.update(prompt=item["prompt"], graph=config.output)
-    write_report(report, Path(config.output) / "validation")
+    report.update(prompt=item["prompt"], graph=str(output))
+    write_report(report, output / "validation")
     return {
         **item,
         "top_logit": result.graph.logit_labels[0],
         "top1_is_expected": result.graph.logit_labels[0].startswith(repr(item["expected"])),
         "n_tokens": len(result.graph.input_ids),
-        "active_features": result.n_active,
+        "active_features": result.info.n_active_features,
         "replacement_score": result.scores.replacement,
         "completeness_score": result.scores.completeness,
         **{name: report["experiments"][name]["spearman"] for name in COLUMNS},

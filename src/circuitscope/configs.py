@@ -18,7 +18,7 @@ import dataclasses
 import inspect
 import textwrap
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 
 @cache
@@ -63,3 +63,13 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"expected a dataclass instance, got {type(config).__name__}")
     return {"_config": type(config).__name__, **dataclasses.asdict(config)}
+
+
+T = TypeVar("T")
+
+
+def config_part(config: Any, cls: type[T]) -> T:
+    """The `cls` dataclass made of `config`'s fields of the same names (a command's config
+    is composed of the option groups its library calls take)."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return cls(**{name: getattr(config, name) for name in names})

@@ -208,7 +208,7 @@ def test_outside_totals_are_those_of_the_whole_rows(kind):
     kept = torch.arange(0, n_active, 3)
     dropped = torch.tensor([c for c in range(n_active) if c % 3])
     with _no_parameter_grads(rep.adapter.model, rep.transcoder):
-        computer = RowComputer(rep, every, batch_size=4)
+        computer = RowComputer(rep, every, batch_size=4, writer_cache_bytes=2**29)
         whole = computer.rows(injections).values
         computer.set_layout(ColumnLayout(kept, rep.n_layers, rep.seq_len))
         part = computer.rows(injections)
@@ -222,11 +222,15 @@ def test_outside_totals_are_those_of_the_whole_rows(kind):
     assert float(part.outside_max.min()) > 0
 
 
-def test_bad_memory_limits_are_refused():
-    from circuitscope.attribution.trace import _check_limits
-
-    with pytest.raises(CircuitscopeError, match="row-buffer-mb"):
-        _check_limits(AttributionLimits(row_buffer_mb=0))
-    with pytest.raises(CircuitscopeError, match="writer-cache-mb"):
-        _check_limits(AttributionLimits(writer_cache_mb=-1))
-    _check_limits(AttributionLimits(writer_cache_mb=0))  # 0: refill every table
+def test_bad_limits_are_refused_when_made():
+    with pytest.raises(CircuitscopeError, match="row_buffer_mb"):
+        AttributionLimits(row_buffer_mb=0)
+    with pytest.raises(CircuitscopeError, match="writer_cache_mb"):
+        AttributionLimits(writer_cache_mb=-1)
+    with pytest.raises(CircuitscopeError, match="finite"):
+        AttributionLimits(row_buffer_mb=float("inf"))
+    with pytest.raises(CircuitscopeError, match="batch_size"):
+        AttributionLimits(batch_size=0)
+    with pytest.raises(CircuitscopeError, match="max_feature_nodes"):
+        AttributionLimits(max_feature_nodes=-1)
+    AttributionLimits(writer_cache_mb=0)  # 0: refill every table

@@ -27,7 +27,7 @@ def test_a_prefix_graph_keeps_no_activations(arch):
 
     layout = all_columns(len(rep.features), rep.n_layers, rep.seq_len)
     with _no_parameter_grads(rep.adapter.model, rep.transcoder):
-        computer = RowComputer(rep, layout, batch)
+        computer = RowComputer(rep, layout, batch, writer_cache_bytes=2**29)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             graph = computer._graph(rep.seq_len)
         gc.collect()
@@ -63,7 +63,7 @@ def test_every_tap_reads_its_gradient_before_its_layer_runs_backward():
         for i, module in enumerate(rep.adapter.layers)
     ]
     with _no_parameter_grads(rep.adapter.model, rep.transcoder):
-        computer = RowComputer(rep, layout, batch_size=2)
+        computer = RowComputer(rep, layout, batch_size=2, writer_cache_bytes=2**29)
         read = computer._mlp_edges
 
         def tap(layer: int, grad: torch.Tensor) -> None:

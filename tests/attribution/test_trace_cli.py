@@ -53,8 +53,14 @@ def test_named_targets_and_a_contrast(folders, tmp_path, capsys):
         ([], "   ", "empty prompt"),
         ([], "capital " * 80, "context is 64"),
         (["--target", "Parisian capital"], "The capital", "not one"),
-        (["--contrast", " Paris"], "The capital", "--contrast takes two tokens"),
+        (["--contrast", " Paris"], "The capital", "contrast takes two tokens"),
         (["--batch-size", "0"], "The capital", "at least 1"),
+        (["--node-threshold", "1.5"], "The capital", "node_threshold must be in (0, 1]"),
+        (["--edge-threshold", "-1"], "The capital", "edge_threshold must be in (0, 1]"),
+        (["--max-n-logits", "0"], "The capital", "max_n_logits must be at least 1"),
+        (["--desired-logit-prob", "1.5"], "The capital", "desired_logit_prob must be in"),
+        (["--desired-logit-prob", "nan"], "The capital", "desired_logit_prob must be in"),
+        (["--slug", "../../escape"], "The capital", "must be a plain name"),
     ],
 )
 def test_bad_input_is_one_clear_line(folders, tmp_path, capsys, extra, prompt, message):
@@ -73,19 +79,23 @@ def test_a_transcoder_for_another_model_is_refused(tmp_path, capsys):
     assert "does not fit" in capsys.readouterr().err
 
 
-def test_trace_on_cpu_sets_the_allocator_policy_for_its_gradients(folders, tmp_path, monkeypatch):
-    import circuitscope.attribution.trace as trace_module
+@pytest.mark.parametrize(("dtype", "itemsize"), [("float32", 4), ("bfloat16", 2)])
+def test_trace_on_cpu_sets_the_allocator_policy_for_its_gradients(
+    folders, tmp_path, monkeypatch, dtype, itemsize
+):
+    """The backward passes' gradients [batch, seq, d] are in the model's dtype."""
+    import circuitscope.allocator as allocator
 
     sizes: list[int] = []
-    monkeypatch.setattr(trace_module, "set_policy_for_passes", sizes.append)
+    monkeypatch.setattr(allocator, "set_policy_for_passes", sizes.append)
     model, transcoder = folders
     out = tmp_path / "g"
     args = ["trace", str(model), str(transcoder), "The capital of France is", "-o", str(out)]
-    assert main([*args, "--no-progress", "--batch-size", "8"]) == 0
+    assert main([*args, "--no-progress", "--batch-size", "8", "--dtype", dtype]) == 0
     graph = load_graph(out)
     config = json.loads((model / "config.json").read_text())
     d_model = config.get("hidden_size") or config["n_embd"]
-    assert sizes == [8 * len(graph.input_tokens) * d_model * 4]  # fp32 [batch, seq, d]
+    assert sizes == [8 * len(graph.input_tokens) * d_model * itemsize]
 
 
 def test_a_circuit_tracer_resid_mid_clt_converts_inspects_and_traces(

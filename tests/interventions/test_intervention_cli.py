@@ -91,4 +91,4 @@ def test_validate_writes_a_report_whose_edge_check_is_exact(traced, tmp_path, ca
 
 def test_validate_bad_folder(tmp_path, capsys):
     assert main(["validate", str(tmp_path)]) == 2
-    assert "not a graph folder" in capsys.readouterr().err
+    assert "is not a trace folder" in capsys.readouterr().err

@@ -123,6 +123,7 @@ def _graph_tables(
         edges=edges,
         n_layers=n_layers,
         logit_labels=[t.label for t in targets],
+        logit_vectors=torch.stack([t.vector.detach().cpu() for t in targets]).to(edges.dtype),
     )
 
 

@@ -17,10 +17,16 @@ from circuitscope.errors import CircuitscopeError
 BosPolicy = Literal["auto", "always", "never"]
 
 
-def prompt_ids(tokenizer: object, prompt: str, bos: BosPolicy = "auto") -> tuple[Tensor, bool]:
-    """([1, seq] ids, whether a BOS was prepended)."""
+def check_prompt(prompt: str) -> str:
+    """`prompt` if it has text, else a clear error (commands check before loading)."""
     if not prompt.strip():
         raise CircuitscopeError("empty prompt: give the text whose next token to explain")
+    return prompt
+
+
+def prompt_ids(tokenizer: object, prompt: str, bos: BosPolicy = "auto") -> tuple[Tensor, bool]:
+    """([1, seq] ids, whether a BOS was prepended)."""
+    check_prompt(prompt)
     ids: list[int] = tokenizer(prompt).input_ids  # type: ignore[operator]
     bos_id = getattr(tokenizer, "bos_token_id", None)
     if bos_id is None:

@@ -120,7 +120,7 @@ class RowComputer:
         replacement: LocalReplacement,
         layout: ColumnLayout,
         batch_size: int,
-        writer_cache_bytes: float = 2**30,
+        writer_cache_bytes: float,
         prefix_buckets: int = 16,
     ) -> None:
         self.replacement = replacement

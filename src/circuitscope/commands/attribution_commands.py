@@ -1,28 +1,75 @@
-"""`trace`: the attribution graph of a prompt's next token."""
+"""`trace`: the attribution graph of a prompt's next token, written to a trace folder."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from circuitscope.attribution.trace_config import TraceConfig
+from circuitscope.attribution.targets import TargetChoice
+from circuitscope.attribution.visit import AttributionLimits
+from circuitscope.cli_args import positional
 from circuitscope.commands import Command
+from circuitscope.commands.options import ModelOptions
+from circuitscope.graph.prune import PruningThresholds
 
 if TYPE_CHECKING:
     from circuitscope.attribution.trace import TraceResult
 
 
+@dataclass(kw_only=True)
+class TraceConfig(AttributionLimits, PruningThresholds, TargetChoice, ModelOptions):
+    transcoder: str = positional()
+    """The transcoder: a circuitscope folder, another supported format, or a hub id."""
+    prompt: str = positional()
+    """The text whose next token the graph explains."""
+    output: str = field(default="graph", metadata={"short": "-o"})
+    """Folder for the graph files: a new folder, or a previous trace folder (replaced)."""
+    bos: Literal["auto", "always", "never"] = "auto"
+    """Prepend the BOS token: auto (when the tokenizer adds none), always, never."""
+    slug: str = ""
+    """Name of the graph in the Neuronpedia JSON (default: from the prompt)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
 def trace_command(config: TraceConfig) -> int:
     """Compute, prune and save the attribution graph of a prompt's next token."""
-    from circuitscope.attribution.trace import trace, write_trace
-    from circuitscope.models.loading import load_model
+    import torch
+
+    from circuitscope import allocator
+    from circuitscope.attribution.prompts import check_prompt, prompt_ids
+    from circuitscope.attribution.trace import save_trace, trace
+    from circuitscope.configs import config_part, config_to_dict
+    from circuitscope.graph.trace_folder import check_slug, prepare_trace_folder, slug_of
+    from circuitscope.models.loading import load_model, resolved_source
     from circuitscope.transcoders.transcoder import Transcoder
 
+    folder = Path(config.output).expanduser()
+    slug = check_slug(config.slug or slug_of(check_prompt(config.prompt)))
+    prepare_trace_folder(folder, dry_run=True)  # refuse a wrong -o before any work
     loaded = load_model(config.model, device=config.device, dtype=config.dtype)
     transcoder = Transcoder.load(config.transcoder, device=str(loaded.adapter.device))
-    result = trace(loaded, transcoder, config)
-    folder = write_trace(result, config)
+    if loaded.adapter.device.type == "cpu":  # a process-wide setting: the command's to make
+        seq = int(prompt_ids(loaded.tokenizer, config.prompt, config.bos)[0].shape[1])
+        itemsize = torch.empty((), dtype=loaded.adapter.dtype).element_size()
+        allocator.set_policy_for_passes(config.batch_size * seq * loaded.adapter.d_model * itemsize)
+    result = trace(
+        loaded.adapter,
+        loaded.tokenizer,
+        transcoder,
+        config.prompt,
+        targets=config_part(config, TargetChoice),
+        limits=config_part(config, AttributionLimits),
+        pruning=config_part(config, PruningThresholds),
+        bos=config.bos,
+        progress=config.progress,
+        model_id=resolved_source(config.model),
+        transcoder_id=resolved_source(config.transcoder),
+    )
+    save_trace(result, folder, slug, config_to_dict(config))
     print_summary(result)
-    print(f"\nwritten to {folder}/ (graph.*, pruned.*, the Neuronpedia JSON, config.json)")
+    print(f"\nwritten to {folder}/ (graph.*, pruned.*, {slug}.json, config.json)")
     return 0
 
 
@@ -30,11 +77,11 @@ def print_summary(result: TraceResult, top: int = 10) -> None:
     """Sizes, scores, the most influential features, time and memory."""
     from circuitscope.graph.graph import FEATURE
 
-    graph, pruned = result.graph, result.pruned
-    bos = "BOS prepended" if graph.metadata.get("bos_prepended") else "as tokenized"
+    graph, pruned, info = result.graph, result.pruned, result.info
+    bos = "BOS prepended" if info.bos_prepended else "as tokenized"
     print(f"\nprompt tokens      {len(graph.input_ids)} ({bos})")
-    print(f"active features    {result.n_active}   rows computed {result.rows_computed}")
-    selection = graph.metadata.get("selection", {})
+    print(f"active features    {info.n_active_features}   rows computed {info.rows_computed}")
+    selection = info.selection
     if selection.get("kept_columns") is not None:
         exact = "provably as without it" if selection["exact"] else "may differ from without it"
         print(
@@ -45,7 +92,7 @@ def print_summary(result: TraceResult, top: int = 10) -> None:
     print(f"pruned             {pruned.n_nodes} nodes, {pruned.n_edges} edges")
     print(f"replacement score  {result.scores.replacement:.3f}")
     print(f"completeness score {result.scores.completeness:.3f}")
-    print(f"time               {result.seconds:.1f} s   peak memory {result.peak_memory_mb:.0f} MB")
+    print(f"time               {info.seconds:.1f} s   peak memory {info.peak_memory_mb:.0f} MB")
     print("logit targets      " + ", ".join(graph.logit_labels))
     if pruned.node_influence is None:
         return

@@ -38,8 +38,10 @@ def save_graph(graph: Graph, folder: str | Path, name: str = "graph") -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {key: getattr(graph, key).contiguous().cpu() for key in _TENSOR_FIELDS}
-    if graph.node_influence is not None:
-        tensors["node_influence"] = graph.node_influence.contiguous().cpu()
+    for optional in ("node_influence", "logit_vectors"):
+        value = getattr(graph, optional)
+        if value is not None:
+            tensors[optional] = value.contiguous().cpu()
     save_file(tensors, str(folder / f"{name}.safetensors"))
     info: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -79,6 +81,7 @@ def load_graph(folder: str | Path, name: str = "graph") -> Graph:
             logit_labels=list(info["logit_labels"]),
             metadata=dict(info.get("metadata", {})),
             node_influence=tensors.get("node_influence"),
+            logit_vectors=tensors.get("logit_vectors"),
             edges=_edges(tensors),
             **{key: tensors[key] for key in _NODE_FIELDS},
         )

@@ -101,6 +101,10 @@ class Graph:
     """A label for each logit node, in order."""
     node_influence: Tensor | None = None
     """[n] each node's influence on the logits, once computed."""
+    logit_vectors: Tensor | None = None
+    """[n_logits, d_model] what each logit target reads from the final norm's output
+    (a demeaned unembedding row, or a contrast of two); None in graphs from files that
+    predate it or from other tools."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """Model, transcoder, settings, scores and timings."""
 
@@ -112,6 +116,8 @@ class Graph:
             raise ValueError(f"edges are {tuple(self.edges.shape)}, expected {expected}")
         if len(self.logit_labels) not in (0, self.n_logits):
             raise ValueError(f"{len(self.logit_labels)} logit labels for {self.n_logits} logits")
+        if self.logit_vectors is not None and len(self.logit_vectors) != self.n_logits:
+            raise ValueError(f"{len(self.logit_vectors)} logit vectors for {self.n_logits} logits")
 
     @classmethod
     def from_adjacency(cls, adjacency: Tensor, **fields: Any) -> Graph:
@@ -220,6 +226,9 @@ class Graph:
         logit_kept = keep[self.n_sources :].tolist()  # labels are all there or none
         labels = [label for label, kept in zip(self.logit_labels, logit_kept, strict=False) if kept]
         influence = None if self.node_influence is None else self.node_influence[index]
+        vectors = self.logit_vectors
+        if vectors is not None:
+            vectors = vectors[torch.tensor(logit_kept, dtype=torch.bool)]
         rows = torch.nonzero(keep[self.target_nodes()]).flatten()
         columns = torch.nonzero(keep[: self.n_sources]).flatten()
         return Graph(
@@ -235,5 +244,6 @@ class Graph:
             n_layers=self.n_layers,
             logit_labels=labels,
             node_influence=influence,
+            logit_vectors=vectors,
             metadata=dict(self.metadata),
         )

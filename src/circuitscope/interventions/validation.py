@@ -62,10 +62,17 @@ class ValidationContext:
         return values / values.sum()
 
 
-def logit_directions(adapter: ModelAdapter, tokenizer: Any, graph: Graph) -> Tensor:
-    """[n_logits, d_model]: demeaned W_U rows, or the contrast the graph was traced with."""
+def logit_directions(
+    adapter: ModelAdapter, tokenizer: Any, graph: Graph, settings: dict[str, Any] | None = None
+) -> Tensor:
+    """[n_logits, d_model] what each logit target reads: the graph's own `logit_vectors`;
+    for graphs written before they were kept, rebuilt from the tokens (demeaned W_U rows)
+    and, for a contrast, from the settings it was traced with (`settings`, config.json)."""
+    if graph.logit_vectors is not None:
+        return graph.logit_vectors.double()
     rows = []
-    contrast = graph.metadata.get("config", {}).get("contrast") or []
+    saved = graph.metadata.get("config") or settings or {}
+    contrast = saved.get("contrast") or []
     for node in graph.indices(LOGIT).tolist():
         token = int(graph.node_feature[node])
         if token >= 0:

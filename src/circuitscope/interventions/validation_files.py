@@ -1,4 +1,4 @@
-"""A validation on disk: open a traced graph folder, write the JSON report and the scatter plot."""
+"""A validation on disk: open a trace folder, write the JSON report and the scatter plot."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.graph.files import load_graph
+from circuitscope.graph.trace_folder import TraceFolder, write_atomically
 from circuitscope.interventions.validation import ValidationContext, logit_directions
 from circuitscope.plotting import pyplot
 
@@ -16,26 +16,22 @@ REPORT_FILE = "validation.json"
 PLOT_FILE = "validation.png"
 
 
-def graph_settings(folder: Path) -> dict[str, Any]:
-    """The trace config saved beside a graph (model, transcoder, contrast...)."""
-    path = folder / "config.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text())
-
-
 def open_context(
     folder: str | Path, model: str = "", transcoder: str = "", device: str = "cpu"
 ) -> ValidationContext:
-    """Load a traced graph folder and the model and transcoder it was traced with."""
+    """Load a trace folder and the model and transcoder it was traced with (the graph's
+    recorded ones, resolved when traced; older folders: as typed, relative to the folder's
+    parent or the working directory), unless `model` / `transcoder` name others."""
     from circuitscope.models.loading import load_model
     from circuitscope.transcoders.transcoder import Transcoder
 
-    folder = Path(folder)
-    full, pruned = load_graph(folder, "graph"), load_graph(folder, "pruned")
-    saved = graph_settings(folder)
-    model = model or str(full.metadata.get("model") or saved.get("model") or "")
-    transcoder = transcoder or str(saved.get("transcoder") or full.metadata.get("transcoder", ""))
+    trace = TraceFolder.open(folder)
+    full, pruned = trace.graph(), trace.pruned()
+    saved = trace.settings()
+    model = model or _recorded(full.metadata.get("model") or saved.get("model"), trace.path)
+    transcoder = transcoder or _recorded(
+        full.metadata.get("transcoder") or saved.get("transcoder"), trace.path
+    )
     if not model or not transcoder:
         raise CircuitscopeError(
             f"{folder} does not say which model and transcoder made it; pass --model/--transcoder"
@@ -46,15 +42,27 @@ def open_context(
             f"{model} has {loaded.adapter.n_layers} layers but the graph has {full.n_layers}"
         )
     opened = Transcoder.load(transcoder, device=str(loaded.adapter.device))
-    directions = logit_directions(loaded.adapter, loaded.tokenizer, full)
+    directions = logit_directions(loaded.adapter, loaded.tokenizer, full, saved)
     return ValidationContext(loaded.adapter, opened, full, pruned, directions)
+
+
+def _recorded(spec: Any, folder: Path) -> str:
+    """A recorded model or transcoder: as recorded when it exists (absolute paths, hub ids,
+    the bundled name), else a relative path found beside the trace folder."""
+    if not spec:
+        return ""
+    spec = str(spec)
+    if Path(spec).expanduser().is_absolute() or Path(spec).exists():
+        return spec
+    beside = folder.parent / spec
+    return str(beside) if beside.exists() else spec
 
 
 def write_report(report: dict[str, Any], folder: str | Path) -> Path:
     """validation.json and validation.png into `folder`; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / REPORT_FILE).write_text(json.dumps(_finite(report), indent=1))
+    write_atomically(folder / REPORT_FILE, json.dumps(_finite(report), indent=1))
     plot_report(report, folder / PLOT_FILE)
     return folder
 

@@ -105,11 +105,6 @@ class _RunPlan:
             self.cache[name] = value if self.capture_as is None else self.capture_as(name, value)
 
 
-def _submodule(root: nn.Module, path: str) -> nn.Module:
-    module = root.get_submodule(path)
-    return module
-
-
 class ModelAdapter:
     """Sites, replacement and frozen mode for one supported causal LM."""
 
@@ -118,12 +113,12 @@ class ModelAdapter:
         self.spec: ArchitectureSpec = spec_for_config(model.config)
         register_attention()
         model.set_attn_implementation(ATTENTION_NAME)
-        layers = _submodule(model, self.spec.layers)
+        layers = model.get_submodule(self.spec.layers)
         assert isinstance(layers, nn.ModuleList)
         self.layers: list[nn.Module] = list(layers)
-        self.embedding = _submodule(model, self.spec.embed)
-        self.final_norm = _submodule(model, self.spec.final_norm)
-        self.unembedding = _submodule(model, self.spec.unembed)
+        self.embedding = model.get_submodule(self.spec.embed)
+        self.final_norm = model.get_submodule(self.spec.final_norm)
+        self.unembedding = model.get_submodule(self.spec.unembed)
         self.probes: list[AttentionProbe] = []
         for index, layer in enumerate(self.layers):
             probe = AttentionProbe(layer=index)

@@ -46,25 +46,32 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_source(spec: str) -> tuple[str, str, str | None]:
-    """(folder or hub id, kind, gguf file name or None) for a model spec."""
+def resolved_source(spec: str) -> str:
+    """A model or transcoder spec that works from any working directory: local paths made
+    absolute, hub ids and the bundled name as given."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def resolve_source(spec: str) -> tuple[str, str]:
+    """(folder or hub id, kind) for a model spec."""
     if not spec.strip():
         raise CircuitscopeError("empty model name")
     if spec.lower() in BUNDLED_ALIASES:
-        return str(dequantized(bundled_gguf())), "bundled", None
+        return str(dequantized(bundled_gguf())), "bundled"
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise CircuitscopeError(f"no such GGUF file: {spec}")
-        return str(dequantized(path)), "gguf", None
+        return str(dequantized(path)), "gguf"
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise CircuitscopeError(f"folder {spec} has no config.json: not a model folder")
-        return str(path), "folder", None
+        return str(path), "folder"
     if path.exists():
         raise CircuitscopeError(f"{spec} is a file but not a .gguf: cannot load it as a model")
     if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
-        return spec, "hub", None
+        return spec, "hub"
     if "/" in spec or "\\" in spec or spec.startswith((".", "~")):
         raise CircuitscopeError(f"no such file or folder: {spec}")
     raise CircuitscopeError(
@@ -81,7 +88,7 @@ def load_model(spec: str, device: str = "cpu", dtype: str | torch.dtype = "float
     """
     torch_dtype = resolve_dtype(dtype)
     target_device = resolve_device(device)
-    location, kind, _ = resolve_source(spec)
+    location, kind = resolve_source(spec)
     config = _load_pretrained("AutoConfig", location, kind)
     spec_for_config(config)  # unsupported architectures fail before any weights load
     model = _load_pretrained("AutoModelForCausalLM", location, kind, dtype=torch_dtype)

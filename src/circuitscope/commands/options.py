@@ -1,0 +1,18 @@
+"""Option groups shared by several commands, declared once (their fields become options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from circuitscope.cli_args import positional
+
+
+@dataclass(kw_only=True)
+class ModelOptions:
+    model: str = positional()
+    """A hub id, a model folder, a .gguf file, or smollm2-135m."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N, or auto."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Precision of the model's weights (attribution and interventions accumulate in fp32)."""
