@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from viewer_data import feature_keys
 
 from circuitscope.cli import main
 from circuitscope.testing.tiny_cards import write_tiny_cards
@@ -36,15 +37,6 @@ def traced_template(tiny_folders, tmp_path_factory: pytest.TempPathFactory) -> P
     assert main([*args, "--slug", "capital"]) == 0
     write_tiny_cards(out / "features", feature_keys(json.loads((out / "capital.json").read_text())))
     return out
-
-
-def feature_keys(document: dict[str, Any]) -> set[tuple[int, int]]:
-    """(layer, index) of every feature node of a graph document."""
-    return {
-        (int(node["layer"]), int(str(node["node_id"]).split("_")[1]))
-        for node in document["nodes"]
-        if node["feature_type"] == "cross layer transcoder"
-    }
 
 
 @pytest.fixture

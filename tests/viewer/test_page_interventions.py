@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from page_actions import click_node, severe_console_messages, wait_for, wait_ready
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
 
-from circuitscope.cli import main
-from circuitscope.errors import CircuitscopeError
-from circuitscope.viewer.interventions import InterventionBackend, parse_request
-from circuitscope.viewer.trace_folder import open_source, read_document
+pytest.importorskip("selenium", reason="browser tests need selenium (./setup.sh --dev)")
+from page_actions import click_node, severe_console_messages, wait_for, wait_ready  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+from circuitscope.cli import main  # noqa: E402
+from circuitscope.errors import CircuitscopeError  # noqa: E402
+from circuitscope.viewer.interventions import InterventionBackend, parse_request  # noqa: E402
+from circuitscope.viewer.trace_folder import open_source, read_document  # noqa: E402
 
 pytestmark = pytest.mark.browser
 VALUE = 40.0

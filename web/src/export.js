@@ -35,18 +35,24 @@ export function exportSvg(svgNode) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
-export function exportPng(svgNode) {
-  const text = subgraphSvgText(svgNode);
-  const image = new Image();
-  const scale = 2;
-  image.onload = () => {
-    const canvas = document.createElement("canvas");
-    canvas.width = image.width * scale;
-    canvas.height = image.height * scale;
-    const ctx = canvas.getContext("2d");
-    ctx.scale(scale, scale);
-    ctx.drawImage(image, 0, 0);
-    download(canvas.toDataURL("image/png"), "subgraph.png");
-  };
-  image.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(text);
+// The subgraph as a PNG data URL (twice the pane's size), drawn from its SVG.
+export function subgraphPngUrl(svgNode, scale = 2) {
+  return new Promise((resolve, reject) => {
+    const image = new Image();
+    image.onload = () => {
+      const canvas = document.createElement("canvas");
+      canvas.width = image.width * scale;
+      canvas.height = image.height * scale;
+      const ctx = canvas.getContext("2d");
+      ctx.scale(scale, scale);
+      ctx.drawImage(image, 0, 0);
+      resolve(canvas.toDataURL("image/png"));
+    };
+    image.onerror = () => reject(new Error("the subgraph SVG did not render"));
+    image.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(subgraphSvgText(svgNode));
+  });
+}
+
+export async function exportPng(svgNode) {
+  download(await subgraphPngUrl(svgNode), "subgraph.png");
 }

@@ -12,7 +12,7 @@ import { buildModel, featureIndex, nodeTitle, visibleNodes } from "./graph_model
 import { computeLayout } from "./layout.js";
 import { selectionScores } from "./scores.js";
 import { renderSubgraph } from "./subgraph.js";
-import { exportPng, exportSvg, subgraphSvgText } from "./export.js";
+import { exportPng, exportSvg, subgraphPngUrl, subgraphSvgText } from "./export.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -21,7 +21,11 @@ const state = {
   selectedItems: new Set(), t: zoomIdentity, scores: null, view: null,
 };
 const timings = { start: performance.now(), firstDraw: null, redraw: [], hover: [] };
-window.circuitscope = { state, timings, redraw: () => draw(), subgraphSvgText, ready: false, error: null };
+window.circuitscope = {
+  state, timings, redraw: () => draw(), ready: false, error: null,
+  subgraphSvg: () => subgraphSvgText($("subgraph-svg")),
+  subgraphPng: () => subgraphPngUrl($("subgraph-svg")),
+};
 
 function showError(message) {
   window.circuitscope.error = message;
@@ -90,7 +94,7 @@ function describe(node) {
   const layer = node.kind === "feature" || node.kind === "error" ? ` · layer ${node.layer}` : "";
   const act = node.activation !== null && node.activation !== undefined ? ` · act ${fmt(node.activation)}` : "";
   const p = node.kind === "logit" ? ` · p ${fmt(node.token_prob)}` : "";
-  return where + layer + act + p + ` · influence ${fmt(node.influenceValue)}`;
+  return where + layer + act + p + ` · cumulative influence ${fmt(node.influenceValue)}`;
 }
 
 function click(event) {
@@ -206,7 +210,7 @@ function renderSubgraphPane() {
   const box = $("scores");
   box.dataset.replacement = String(state.scores.replacement);
   box.dataset.completeness = String(state.scores.completeness);
-  box.textContent = `replacement ${fmt(state.scores.replacement)} · completeness ${fmt(state.scores.completeness)}`;
+  box.textContent = `subgraph scores: replacement ${fmt(state.scores.replacement)} · completeness ${fmt(state.scores.completeness)}`;
 }
 
 function selectedGroups() {
