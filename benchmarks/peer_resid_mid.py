@@ -31,6 +31,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.date.today().isoformat(),
             "machine": args.machine,
             "note": args.note,
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "command": shlex.join([".venv/bin/python", *sys.argv]),
             "platform": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
             "versions_ours": {**prepared["versions"], "git": git_state()},
             "versions_peer": peer["check"].get("versions", {}),
@@ -267,7 +268,17 @@ def write_results(report: dict[str, Any], lines: list[str], folder: Path) -> Non
         f"Versions: ours {report['versions_ours']}; circuit-tracer's {report['versions_peer']}.",
         "",
     ]
-    stem.with_suffix(".md").write_text("\n".join([*head, *lines]) + "\n")
+    reading = [
+        "",
+        "Reading: peak RSS is each child process's maximum resident memory (wait4), loading",
+        "included. A block cell is max |ours − circuit-tracer| / largest |edge| of that block",
+        "(target kind <- source kind), on the nodes both graphs hold. error@BOS: the error",
+        "nodes at position 0 (both tools zero them); error@flip: error columns at a feature",
+        "that is active in one tool only because its pre-activation sits on the threshold",
+        "(listed above if any). `git` in the versions is the checkout the run used ('-dirty': with",
+        "uncommitted changes of engineers working in the same tree).",
+    ]
+    stem.with_suffix(".md").write_text("\n".join([*head, *lines, *reading]) + "\n")
     print(f"wrote {stem}.md and .json", flush=True)
 
 
