@@ -54,26 +54,28 @@ class SuggestedGroup:
     """Why these belong together: mean pairwise signals, features, positions."""
 
 
-def cluster_features(graph: Graph, settings: SupernodeSettings) -> Tensor:
+def cluster_features(
+    graph: Graph, settings: SupernodeSettings, signals: Similarities | None = None
+) -> Tensor:
     """[n_features] a cluster id per feature node (0, 1, ... by first appearance)."""
     if settings.method not in METHODS:
         raise ValueError(f"unknown method {settings.method!r}; expected one of {METHODS}")
-    signals = similarities(graph)
+    signals = similarities(graph) if signals is None else signals
     matrix = signals.combined() if settings.method == "ours" else signals.edge_profile
     return agglomerate(matrix, settings.cut, LINKAGES[settings.method])
 
 
 def suggest_supernodes(graph: Graph, settings: SupernodeSettings) -> list[SuggestedGroup]:
     """The groups of at least `min_size` feature nodes, most influential first."""
-    clusters = cluster_features(graph, settings)
+    signals = similarities(graph)
+    clusters = cluster_features(graph, settings, signals)
     groups = [
         torch.nonzero(clusters == c).flatten()
         for c in range(int(clusters.max()) + 1 if len(clusters) else 0)
     ]
-    groups = [g for g in groups if len(g) >= max(settings.min_size, 1)]
+    groups = [g for g in groups if len(g) >= max(settings.min_size, 2)]
     weight = _node_weight(graph)
     groups.sort(key=lambda g: (-float(weight[g].sum()), int(g[0])))
-    signals = similarities(graph)
     effects = total_effects_on_logits(graph, torch.arange(graph.n_features))
     suggestions = []
     for members in groups:
@@ -92,10 +94,12 @@ def group_evidence(
     graph: Graph, signals: Similarities, members: Tensor, weight: Tensor
 ) -> dict[str, Any]:
     """Mean pairwise signals over a group's members [k], and what it spans."""
-    pairs = torch.triu(torch.ones(len(members), len(members), dtype=torch.bool), diagonal=1)
+    k = len(members)
 
     def mean(matrix: Tensor) -> float:
-        return round(float(matrix[members][:, members][pairs].double().mean()), 4)
+        """Mean over pairs of distinct members (the matrices are symmetric)."""
+        block = matrix[members[:, None], members].double()
+        return round(float((block.sum() - block.diagonal().sum()) / (k * (k - 1))), 4)
 
     features = {(int(graph.node_layer[m]), int(graph.node_feature[m])) for m in members}
     return {

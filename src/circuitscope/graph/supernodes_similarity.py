@@ -104,6 +104,7 @@ def unit_rows(matrix: Tensor) -> Tensor:
 
 
 def cosine_matrix(profiles: Tensor) -> Tensor:
-    """[k, k] cosine similarity of the rows of `profiles` [k, m] (0 for a zero row)."""
+    """[k, k] cosine similarity of the rows of `profiles` [k, m] (0 for a zero row); the
+    profiles are sparse (a node has few edges), so the product is taken sparse."""
     unit = unit_rows(profiles)
-    return unit @ unit.T
+    return torch.sparse.mm(unit.to_sparse(), unit.T.contiguous())
