@@ -4,9 +4,11 @@
 reads it as its model id (its upload accepts letters, digits and `_.-` only, and a
 model it hosts), and validates documents against its published `graph-schema.json`,
 whose optional fields we fill where we know them (`info.generator` is an object).
-circuit-tracer's page looks up a feature's card by `scan` and the node's `feature`:
-`./features/{scan}/{feature}.json` beside the page, or a hub repo named `scan` with
-`features/index.json.gz`. The transcoder is named in `info.transcoder_set`.
+circuit-tracer's page (0.5.0) looks up a feature's card by `scan` and the node's
+`feature`: at `{scan}/{feature}.json` when `scan` starts with `./`, else in the hub repo
+named `scan` (`features/index.json.gz`), else on Anthropic's server; a model id finds
+none of ours there (our cards are for our viewer). The transcoder is named in
+`info.transcoder_set`.
 """
 
 from __future__ import annotations
