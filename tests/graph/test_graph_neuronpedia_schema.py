@@ -1,8 +1,8 @@
 """The exported JSON against Neuronpedia's published graph schema and upload checks.
 
 NEURONPEDIA_SCHEMA transcribes the types and required fields of
-`apps/webapp/app/api/graph/graph-schema.json` (hijohnnylin/neuronpedia, draft-07,
-read 2026-12-04), leaving out descriptions, examples and the QK-tracing fields we
+`apps/webapp/app/api/graph/graph-schema.json` (hijohnnylin/neuronpedia at ebb8426,
+August 2026; draft-07), leaving out descriptions, examples and the QK-tracing fields we
 never write. Neuronpedia compiles that schema with Ajv (`strict: false`) on upload,
 then refuses a `scan` or `slug` outside [a-zA-Z0-9_.-] (save-to-db/route.ts).
 """
