@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from circuitscope.features.ranges import bin_of, exponent_of
-from circuitscope.features.selection import sample_keys
+from circuitscope.features.selection import sample_key
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model
 from circuitscope.testing.tiny_transcoders import tiny_transcoder
@@ -70,7 +70,7 @@ def brute_samples(
     values: Tensor, positions: Tensor, global_id: int, exponent: int, n_intervals: int, per: int
 ) -> dict[int, list[int]]:
     """interval -> sampled positions (the per smallest hashed keys)."""
-    keys = sample_keys(torch.full_like(positions, global_id), positions)
+    keys = sample_key(torch.full_like(positions, global_id), positions)
     bins = bin_of(values, torch.full_like(positions, exponent), n_intervals)
     out: dict[int, list[int]] = {}
     for interval in range(n_intervals):

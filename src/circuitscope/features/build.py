@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.features.cards import build_card
+from circuitscope.features.cards import layer_cards
 from circuitscope.features.files import (
     INDEX_FILE,
     card_ids,
@@ -119,27 +119,17 @@ def make_cards(
     for layer, layer_stats in stats.layers.items():
         features = stats.features[layer]
         directions = summed_decoders(transcoder, layer, features)
-        top_ids, top_values, bottom_ids, bottom_values = top_logits(
-            loaded.adapter, directions, stats.typical_divisor, n_logits
+        logits = top_logits(loaded.adapter, directions, stats.typical_divisor, n_logits)
+        cards |= layer_cards(
+            layer_stats,
+            layer,
+            features.tolist(),
+            stats.settings,
+            stats.tokens,
+            logits,
+            decode,
+            transcoder_id,
         )
-        for row, index in enumerate(features.tolist()):
-            logits = (
-                decode(top_ids[row].tolist()),
-                top_values[row].tolist(),
-                decode(bottom_ids[row].tolist()),
-                bottom_values[row].tolist(),
-            )
-            cards[(layer, index)] = build_card(
-                layer_stats,
-                row,
-                layer,
-                index,
-                stats.settings,
-                stats.tokens,
-                logits,
-                decode,
-                transcoder_id,
-            )
     return cards
 
 

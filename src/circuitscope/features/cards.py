@@ -35,88 +35,90 @@ Decode = Callable[[list[int]], list[str]]
 EMITTED_BINS = 64
 
 
-def example(
-    table: SlotTable, slot: int, place: int, settings: StatsSettings, decode: Decode
-) -> dict[str, Any]:
-    """One kept entry as circuit-tracer's Example (padding trimmed)."""
-    tokens = table.tokens[slot, place]
-    valid = (tokens >= 0).nonzero().flatten()
-    first, last = int(valid[0]), int(valid[-1]) + 1
-    return {
-        "tokens_acts_list": [round(float(a), 5) for a in table.acts[slot, place, first:last]],
-        "train_token_ind": settings.before - first,
-        "is_repeated_datapoint": False,
-        "tokens": decode(tokens[first:last].tolist()),
-    }
+class _Rows:
+    """A table's kept entries as Python lists (one conversion per layer, not per card)."""
 
+    def __init__(self, table: SlotTable) -> None:
+        self.position = table.position.tolist()
+        self.value = table.value.tolist()
+        self.acts = table.acts.tolist()
+        self.tokens = table.tokens.tolist()
 
-def _kept_places(table: SlotTable, slot: int) -> list[int]:
-    places = (table.position[slot] >= 0).nonzero().flatten().tolist()
-    return sorted(places, key=lambda p: -float(table.value[slot, p]))
+    def places(self, slot: int) -> list[int]:
+        """Kept places of `slot`, largest activation first."""
+        kept = [p for p, position in enumerate(self.position[slot]) if position >= 0]
+        return sorted(kept, key=lambda p: -self.value[slot][p])
+
+    def example(self, slot: int, place: int, before: int, decode: Decode) -> dict[str, Any]:
+        """One kept entry as circuit-tracer's Example (padding trimmed)."""
+        tokens = self.tokens[slot][place]
+        valid = [i for i, token in enumerate(tokens) if token >= 0]
+        first, last = valid[0], valid[-1] + 1
+        return {
+            "tokens_acts_list": [round(a, 5) for a in self.acts[slot][place][first:last]],
+            "train_token_ind": before - first,
+            "is_repeated_datapoint": False,
+            "tokens": decode(tokens[first:last]),
+        }
 
 
 def examples_quantiles(
-    stats: LayerStats, row: int, settings: StatsSettings, decode: Decode
+    top: _Rows, samples: _Rows, row: int, exponent: int, settings: StatsSettings, decode: Decode
 ) -> list[dict[str, Any]]:
-    top_places = _kept_places(stats.top, row)
-    groups = [
-        {
-            "quantile_name": "Top activations",
-            "examples": [example(stats.top, row, p, settings, decode) for p in top_places],
-        }
-    ]
-    top_positions = {int(stats.top.position[row, p]) for p in top_places}
+    before = settings.before
+    top_places = top.places(row)
+    examples = [top.example(row, p, before, decode) for p in top_places]
+    groups = [{"quantile_name": "Top activations", "examples": examples}]
+    top_positions = {top.position[row][p] for p in top_places}
     q = settings.n_intervals
-    width = 2.0 ** int(stats.exponent[row]) / q
+    width = 2.0**exponent / q
     for interval in reversed(range(q)):
         slot = row * q + interval
-        places = _kept_places(stats.samples, slot)
-        if not places:
-            continue
         examples = []
-        for place in places:
-            item = example(stats.samples, slot, place, settings, decode)
-            item["is_repeated_datapoint"] = (
-                int(stats.samples.position[slot, place]) in top_positions
-            )
+        for place in samples.places(slot):
+            item = samples.example(slot, place, before, decode)
+            item["is_repeated_datapoint"] = samples.position[slot][place] in top_positions
             examples.append(item)
-        low, high = interval * width, (interval + 1) * width
-        groups.append(
-            {"quantile_name": f"Interval {interval}: {low:.3g} to {high:.3g}", "examples": examples}
-        )
+        if examples:
+            low, high = interval * width, (interval + 1) * width
+            name = f"Interval {interval}: {low:.3g} to {high:.3g}"
+            groups.append({"quantile_name": name, "examples": examples})
     return groups
 
 
-def histogram_fields(stats: LayerStats, row: int, act_max: float) -> dict[str, Any]:
-    fine = stats.histogram[row]
-    group = max(1, len(fine) // EMITTED_BINS)
-    coarse = fine.view(-1, group).sum(dim=1) if len(fine) % group == 0 else fine
-    full_range = 2.0 ** int(stats.exponent[row])
-    nonzero = coarse.nonzero().flatten()
-    used = int(nonzero[-1]) + 1 if len(nonzero) else 1
-    return {
-        "histogram": [float(c) for c in coarse[:used]],
-        "histogram_bin_width": full_range / len(coarse),
-        "quantile_values": percentiles(fine, full_range, act_max),
-    }
+def histograms(stats: LayerStats) -> tuple[list[list[float]], list[float]]:
+    """Per feature: the emitted histogram (trimmed after its last non-empty bin), bin width."""
+    fine = stats.histogram
+    group = max(1, fine.shape[1] // EMITTED_BINS)
+    coarse = fine.view(fine.shape[0], -1, group).sum(dim=2)
+    nonempty = coarse > 0
+    last = torch.where(nonempty, torch.arange(coarse.shape[1]), -1).max(dim=1).values
+    widths = (
+        torch.ldexp(torch.ones(len(fine), dtype=torch.float64), stats.exponent.double())
+        / coarse.shape[1]
+    ).tolist()
+    rows = coarse.double().tolist()
+    return [r[: max(1, int(n) + 1)] for r, n in zip(rows, last.tolist(), strict=True)], widths
 
 
-def percentiles(fine: Tensor, full_range: float, act_max: float) -> list[float]:
-    """The 1st..100th percentiles of the activations counted in `fine` ([H] bins of [0, range))."""
-    total = int(fine.sum())
-    if total == 0:
-        return [0.0] * 100
-    width = full_range / len(fine)
-    cumulative = torch.cumsum(fine, 0).double()
-    values = []
-    for q in range(1, 101):
-        target = total * q / 100
-        j = int(torch.searchsorted(cumulative, torch.tensor([target], dtype=torch.float64)))
-        j = min(j, len(fine) - 1)
-        below = float(cumulative[j - 1]) if j > 0 else 0.0
-        inside = float(fine[j]) or 1.0
-        values.append(min(act_max, width * (j + (target - below) / inside)))
-    return [*(round(v, 6) for v in values[:-1]), act_max]
+def percentiles(stats: LayerStats, act_max: Tensor) -> list[list[float]]:
+    """Per feature, the 1st..100th percentiles of its positive activations, interpolated in
+    the fine histogram's bins; the last is the exact maximum. act_max: [F]."""
+    fine = stats.histogram.double()
+    total = fine.sum(dim=1, keepdim=True)
+    cumulative = torch.cumsum(fine, dim=1)
+    targets = total * torch.arange(1, 101, dtype=torch.float64) / 100
+    j = torch.searchsorted(cumulative, targets).clamp(max=fine.shape[1] - 1)
+    below = torch.where(j > 0, cumulative.gather(1, (j - 1).clamp(min=0)), 0.0)
+    inside = fine.gather(1, j).clamp(min=1.0)
+    width = torch.ldexp(
+        torch.ones(len(fine), 1, dtype=torch.float64), stats.exponent.double().unsqueeze(1)
+    )
+    values = width / fine.shape[1] * (j + (targets - below) / inside)
+    values = torch.minimum(values, act_max.double().unsqueeze(1)).round(decimals=6)
+    values[:, -1] = act_max.double()
+    values[total.squeeze(1) == 0] = 0.0
+    return values.tolist()
 
 
 def auto_label(top_examples: list[dict[str, Any]], top_logit: str | None) -> str:
@@ -129,35 +131,47 @@ def auto_label(top_examples: list[dict[str, Any]], top_logit: str | None) -> str
     return f'{words} → "{top_logit}"' if top_logit is not None else words
 
 
-def build_card(
+def layer_cards(
     stats: LayerStats,
-    row: int,
     layer: int,
-    index: int,
+    features: list[int],
     settings: StatsSettings,
     n_tokens: int,
-    logits: tuple[list[str], list[float], list[str], list[float]],
+    logits: tuple[Tensor, Tensor, Tensor, Tensor],
     decode: Decode,
     transcoder_id: str,
-) -> dict[str, Any]:
-    """The card of feature `index` of `layer`, whose stats sit at `row` of `stats`."""
-    top_strings, top_values, bottom_strings, bottom_values = logits
-    act_max = float(stats.top.value[row, 0]) if int(stats.top.position[row, 0]) >= 0 else 0.0
-    groups = examples_quantiles(stats, row, settings, decode)
-    card = {
-        "transcoder_id": transcoder_id,
-        "index": index,
-        "layer": layer,
-        "examples_quantiles": groups,
-        "top_logits": top_strings,
-        "bottom_logits": bottom_strings,
-        "top_logit_values": [round(v, 5) for v in top_values],
-        "bottom_logit_values": [round(v, 5) for v in bottom_values],
-        "act_min": 0.0,
-        "act_max": act_max,
-        **histogram_fields(stats, row, act_max),
-        "activation_frequency": int(stats.count[row]) / max(n_tokens, 1),
-        "n_tokens": n_tokens,
-    }
-    card["label"] = auto_label(groups[0]["examples"], top_strings[0] if top_strings else None)
-    return card
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """The cards of one layer's `features` (row r of `stats` is features[r]).
+
+    logits: (top ids, top values, bottom ids, bottom values), each [F, n_logits].
+    """
+    top, samples = _Rows(stats.top), _Rows(stats.samples)
+    act_max = torch.where(stats.top.position[:, 0] >= 0, stats.top.value[:, 0], 0.0)
+    hists, widths = histograms(stats)
+    quantiles = percentiles(stats, act_max)
+    top_ids, top_values, bottom_ids, bottom_values = (t.tolist() for t in logits)
+    exponents, counts, maxima = stats.exponent.tolist(), stats.count.tolist(), act_max.tolist()
+    cards = {}
+    for row, index in enumerate(features):
+        groups = examples_quantiles(top, samples, row, exponents[row], settings, decode)
+        top_strings = decode(top_ids[row])
+        card = {
+            "transcoder_id": transcoder_id,
+            "index": index,
+            "layer": layer,
+            "examples_quantiles": groups,
+            "top_logits": top_strings,
+            "bottom_logits": decode(bottom_ids[row]),
+            "top_logit_values": [round(v, 5) for v in top_values[row]],
+            "bottom_logit_values": [round(v, 5) for v in bottom_values[row]],
+            "act_min": 0.0,
+            "act_max": maxima[row],
+            "quantile_values": quantiles[row],
+            "histogram": hists[row],
+            "histogram_bin_width": widths[row],
+            "activation_frequency": counts[row] / max(n_tokens, 1),
+            "n_tokens": n_tokens,
+        }
+        card["label"] = auto_label(groups[0]["examples"], top_strings[0] if top_strings else None)
+        cards[(layer, index)] = card
+    return cards

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from circuitscope.features.ranges import MIN_EXPONENT, bin_of, grown_exponent, rebin_counts
-from circuitscope.features.selection import sample_keys
+from circuitscope.features.selection import descending_key, sample_key
 from circuitscope.features.tables import SlotTable
 
 
@@ -65,9 +65,9 @@ class LayerStats:
         """Add a batch. acts: [B, T, F] float32 (position 0 of each context is skipped),
         input_ids: [B, T], first_position: global position of token 0 of context 0;
         contexts are consecutive (context b starts at first_position + b·T)."""
-        batch, length, _ = acts.shape
-        fired = acts[:, 1:] > 0
-        b, t, f = fired.nonzero(as_tuple=True)
+        length = acts.shape[1]
+        body = acts[:, 1:]
+        b, t, f = (body > 0).nonzero(as_tuple=True)
         t = t + 1
         value = acts[b, t, f]
         position = first_position + b * length + t
@@ -77,39 +77,38 @@ class LayerStats:
         self.histogram = rebin_counts(self.histogram, shift)
         n_bins = settings.histogram_bins
         flat = f * n_bins + bin_of(value, self.exponent[f], n_bins)
-        self.histogram += torch.bincount(flat, minlength=self.histogram.numel()).view_as(
-            self.histogram
-        )
+        counts = torch.bincount(flat, minlength=self.histogram.numel())
+        self.histogram += counts.view_as(self.histogram)
 
         def windows(i: Tensor) -> tuple[Tensor, Tensor]:
             return _windows(acts, input_ids, b[i], t[i], f[i], settings)
 
-        top_ok = -value.double() <= self.top.threshold()[f]
-        self.top = self.top.merged(
-            f[top_ok],
-            -value[top_ok].double(),
-            position[top_ok],
-            value[top_ok],
-            lambda i: windows(top_ok.nonzero().flatten()[i]),
-        )
-        self._sample(f, value, position, windows, settings, bool((shift > 0).any()))
+        self._offer_top(body, b, t, f, value, position, windows, settings)
+        self._offer_samples(f, value, position, windows, settings, shift)
 
-    def _sample(
-        self, f: Tensor, value: Tensor, position: Tensor, windows, settings, grew: bool
-    ) -> None:  # noqa: ANN001
+    def _offer_top(self, body, b, t, f, value, position, windows, settings) -> None:  # noqa: ANN001
+        """Only entries at least the batch's k-th largest value of their feature can enter."""
+        flat = body.reshape(-1, body.shape[-1])
+        k = min(settings.top_k, flat.shape[0])
+        kth = flat.topk(k, dim=0).values[-1] if k else torch.zeros(flat.shape[1])
+        key = descending_key(value)
+        ok = (value >= kth[f]) & (key <= self.top.threshold()[f])
+        chosen = ok.nonzero().flatten()
+        self.top.offer(
+            f[chosen], key[chosen], position[chosen], value[chosen], lambda i: windows(chosen[i])
+        )
+
+    def _offer_samples(self, f, value, position, windows, settings, shift) -> None:  # noqa: ANN001
         q = settings.n_intervals
-        interval = bin_of(value, self.exponent[f], q)
-        slot = f * q + interval
-        key = sample_keys(self.feature_ids[f], position)
-        if grew:  # bins merged: move kept samples first, so thresholds are the merged bins'
-            self.samples = self.samples.reslotted(self.sample_slots(settings))
-        ok = key <= self.samples.threshold()[slot]
-        self.samples = self.samples.merged(
-            slot[ok],
-            key[ok],
-            position[ok],
-            value[ok],
-            lambda i: windows(ok.nonzero().flatten()[i]),
+        grew = (shift > 0).nonzero().flatten()
+        if len(grew):  # bins merged: move kept samples first, so thresholds are the merged bins'
+            rows = (grew.unsqueeze(1) * q + torch.arange(q)).flatten()
+            self.samples.move(rows, self.sample_slots(settings))
+        slot = f * q + bin_of(value, self.exponent[f], q)
+        key = sample_key(self.feature_ids[f], position)
+        chosen = (key <= self.samples.threshold()[slot]).nonzero().flatten()
+        self.samples.offer(
+            slot[chosen], key[chosen], position[chosen], value[chosen], lambda i: windows(chosen[i])
         )
 
     def sample_slots(self, settings: StatsSettings) -> Tensor:
@@ -129,14 +128,12 @@ class LayerStats:
             other.histogram, exponent - other.exponent
         )
         self.count += other.count
-        self.exponent = exponent
-        self.top = self.top.absorb(other.top)
-        other_exponent, other.exponent = other.exponent, exponent
-        other_slots = other.sample_slots(settings)
-        other.exponent = other_exponent
-        mine = self.sample_slots(settings)
-        realigned = other.samples.reslotted(other_slots)
-        self.samples = self.samples.reslotted(mine).absorb(realigned)
+        everything = torch.arange(self.samples.n_slots)
+        self.exponent, other.exponent = exponent, exponent.clone()
+        self.samples.move(everything, self.sample_slots(settings))
+        other.samples.move(everything, other.sample_slots(settings))
+        self.top.absorb(other.top)
+        self.samples.absorb(other.samples)
 
 
 def _windows(
@@ -149,6 +146,6 @@ def _windows(
     valid = (where >= 1) & (where < acts.shape[1])
     where = where.clamp(0, acts.shape[1] - 1)
     rows = b.unsqueeze(1)
-    window_acts = torch.where(valid, acts[rows, where, f.unsqueeze(1)], 0.0)
+    window_acts = torch.where(valid, acts[rows, where, f.unsqueeze(1)], 0.0) + 0.0  # no -0.0
     tokens = torch.where(valid, input_ids[rows, where], -1)
     return window_acts, tokens

@@ -1,5 +1,6 @@
 """Keep the c smallest keys per slot: the one primitive behind top-k tables and samples.
 
+Keys are integers in [0, 2^32) (`descending_key` of an activation, or `sample_key`).
 Entries are ordered by (key, position): ties between equal keys go to the earlier
 token, so the result does not depend on the order entries arrive in. That makes a
 table's update by batches, and the merge of tables from several processes, equal
@@ -11,21 +12,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+KEY_BITS = 32
+
 
 def keep_smallest(
     slot: Tensor, key: Tensor, position: Tensor, capacity: int
 ) -> tuple[Tensor, Tensor]:
     """(kept indices [n_kept], their rank within their slot [n_kept]).
 
-    slot, key, position: [n] (int64, float64, int64). Keeps, per slot, the
-    `capacity` entries with the smallest (key, position).
+    slot, key, position: [n] int64, with key < 2^32 and at most one entry per
+    (slot, position). Keeps, per slot, the `capacity` entries with the smallest
+    (key, position).
     """
     if slot.numel() == 0:
         empty = torch.zeros(0, dtype=torch.long, device=slot.device)
         return empty, empty
-    order = torch.sort(position, stable=True).indices
-    order = order[torch.sort(key[order], stable=True).indices]
-    order = order[torch.sort(slot[order], stable=True).indices]
+    composite = (slot << KEY_BITS) | key
+    ordered, order = torch.sort(composite)
+    if bool((ordered[1:] == ordered[:-1]).any()):  # equal keys in a slot: earlier token first
+        order = torch.sort(position).indices
+        order = order[torch.sort(composite[order], stable=True).indices]
     sorted_slot = slot[order]
     starts = torch.ones_like(sorted_slot, dtype=torch.bool)
     starts[1:] = sorted_slot[1:] != sorted_slot[:-1]
@@ -36,18 +42,23 @@ def keep_smallest(
     return order[keep], rank[keep]
 
 
-def sample_keys(feature: Tensor, position: Tensor, seed: int = 0) -> Tensor:
-    """A pseudo-random key in [0, 1) per (feature, token), fixed by their ids alone.
+def descending_key(values: Tensor) -> Tensor:
+    """[n] int64 keys that sort positive float32 values from largest to smallest."""
+    bits = values.float().view(torch.int32).long()  # monotone in the value for values >= 0
+    return (1 << 31) - 1 - bits
+
+
+def sample_key(feature: Tensor, position: Tensor, seed: int = 0) -> Tensor:
+    """A pseudo-random int64 key in [0, 2^32) per (feature, token), fixed by their ids alone.
 
     feature: [n] global feature ids (< 2^31), position: [n] token positions (< 2^31).
     Keeping the c smallest keys of a bin is a uniform sample without replacement
     of its entries, and it is the same sample whatever the order or sharding of
-    the stream. Float64 result; the arithmetic stays below 2^63 (no overflow).
+    the stream. The arithmetic stays below 2^63 (no overflow).
     """
     mask = 0xFFFFFFFF
     x = (position * 2654435761 + feature * 40503 + seed * 97) & mask
     for _ in range(3):
         x = x ^ (x >> 16)
         x = (x * 0x45D9F3B) & mask
-    x = x ^ (x >> 16)
-    return x.double() / float(1 << 32)
+    return x ^ (x >> 16)

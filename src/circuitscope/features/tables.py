@@ -1,9 +1,10 @@
 """A table of kept entries per slot ([slots, capacity]) with each entry's context window.
 
-An entry is one token where one feature fired: its selection key, its global token
-position, the feature's activation there, and the window around it (the
-feature's activations and the token ids, `before` tokens before and `after`
-after; padding is token -1). Empty places have key +inf and position -1.
+An entry is one token where one feature fired: its selection key (int64, see
+`selection`), its global token position, the feature's activation there, and the
+window around it (the feature's activations and the token ids, `before` tokens
+before and `after` after; padding is token -1). Empty places have position -1 and
+the largest key; their window is undefined. Updates rewrite only the rows they touch.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from circuitscope.features.selection import keep_smallest
 
 WindowFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 """Given indices of new entries [m], their windows: (acts [m, W], token ids [m, W])."""
+EMPTY_KEY = (1 << 32) - 1
 
 
 @dataclass
 class SlotTable:
-    key: Tensor  # [S, c] float64
+    key: Tensor  # [S, c] int64
     position: Tensor  # [S, c] int64
     value: Tensor  # [S, c] float32
     acts: Tensor  # [S, c, W] float32
@@ -31,7 +33,7 @@ class SlotTable:
     @classmethod
     def empty(cls, n_slots: int, capacity: int, width: int) -> SlotTable:
         return cls(
-            key=torch.full((n_slots, capacity), float("inf"), dtype=torch.float64),
+            key=torch.full((n_slots, capacity), EMPTY_KEY, dtype=torch.long),
             position=torch.full((n_slots, capacity), -1, dtype=torch.long),
             value=torch.zeros(n_slots, capacity),
             acts=torch.zeros(n_slots, capacity, width),
@@ -47,69 +49,75 @@ class SlotTable:
         return self.key.shape[1]
 
     def threshold(self) -> Tensor:
-        """[S] the largest kept key (+inf while a slot has room): a new entry must not exceed it."""
+        """[S] the largest kept key (EMPTY_KEY while a slot has room): a new entry must not
+        exceed it to have a chance."""
         return self.key[:, -1]
 
-    def filled(self) -> tuple[Tensor, Tensor]:
-        """(slot, place) of every kept entry."""
-        slot, place = (self.position >= 0).nonzero(as_tuple=True)
-        return slot, place
+    def filled(self, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(slot, place) of every kept entry (of `rows` only, when given)."""
+        if rows is None:
+            slot, place = (self.position >= 0).nonzero(as_tuple=True)
+            return slot, place
+        row, place = (self.position[rows] >= 0).nonzero(as_tuple=True)
+        return rows[row], place
 
-    def merged(
+    def offer(
         self,
         slot: Tensor,
         key: Tensor,
         position: Tensor,
         value: Tensor,
         windows: WindowFn,
-        slot_of_kept: Tensor | None = None,
-    ) -> SlotTable:
-        """This table with new entries offered ([m] each); windows are made for new survivors.
+        rows: Tensor | None = None,
+        new_slot: Tensor | None = None,
+    ) -> None:
+        """Add new entries ([m] each) in place; windows are made only for new survivors.
 
-        slot_of_kept: [S, c] the slot each kept entry moves to (when bins merge);
-        by default each stays in its own slot.
+        rows: the rows to rewrite (default: the slots offered to). new_slot: [S, c]
+        the slot each kept entry of those rows moves to (when bins merge); it must
+        lie within `rows`. By default kept entries stay where they are.
         """
-        old_slot, old_place = self.filled()
-        old_new_slot = old_slot if slot_of_kept is None else slot_of_kept[old_slot, old_place]
+        rows = torch.unique(slot) if rows is None else rows
+        if len(rows) == 0:
+            return
+        old_slot, old_place = self.filled(rows)
+        old_target = old_slot if new_slot is None else new_slot[old_slot, old_place]
         n_old = len(old_slot)
-        all_slot = torch.cat([old_new_slot, slot])
+        all_slot = torch.cat([old_target, slot])
         all_key = torch.cat([self.key[old_slot, old_place], key])
         all_position = torch.cat([self.position[old_slot, old_place], position])
         kept, rank = keep_smallest(all_slot, all_key, all_position, self.capacity)
-        table = SlotTable.empty(self.n_slots, self.capacity, self.acts.shape[2])
-        at = (all_slot[kept], rank)
-        table.key[at] = all_key[kept]
-        table.position[at] = all_position[kept]
         from_old = kept < n_old
         src = (old_slot[kept[from_old]], old_place[kept[from_old]])
+        old_value, old_acts, old_tokens = self.value[src], self.acts[src], self.tokens[src]
+        self.key[rows], self.position[rows] = EMPTY_KEY, -1
+        at = (all_slot[kept], rank)
+        self.key[at], self.position[at] = all_key[kept], all_position[kept]
         dst = (all_slot[kept[from_old]], rank[from_old])
-        table.value[dst] = self.value[src]
-        table.acts[dst] = self.acts[src]
-        table.tokens[dst] = self.tokens[src]
+        self.value[dst], self.acts[dst], self.tokens[dst] = old_value, old_acts, old_tokens
         new = kept[~from_old] - n_old
         if len(new):
             dst = (slot[new], rank[~from_old])
-            table.value[dst] = value[new].float()
             acts, tokens = windows(new)
-            table.acts[dst] = acts.float()
-            table.tokens[dst] = tokens.int()
-        return table
+            self.value[dst] = value[new].float()
+            self.acts[dst], self.tokens[dst] = acts.float(), tokens.int()
 
-    def reslotted(self, slot_of_kept: Tensor) -> SlotTable:
-        """The kept entries moved to new slots ([S, c] each one's slot), re-selected."""
+    def move(self, rows: Tensor, new_slot: Tensor) -> None:
+        """Move the kept entries of `rows` to `new_slot` ([S, c]), re-selecting (bins merged)."""
         none = torch.zeros(0, dtype=torch.long)
-        return self.merged(none, none.double(), none, none.float(), _no_windows, slot_of_kept)
+        self.offer(none, none, none, none.float(), _no_windows, rows, new_slot)
 
-    def absorb(self, other: SlotTable, slot_of_kept: Tensor | None = None) -> SlotTable:
-        """The union of two tables, re-selected (the merge of two processes' tables)."""
+    def absorb(self, other: SlotTable) -> None:
+        """Add another table's entries (the merge of two processes' tables)."""
         o_slot, o_place = other.filled()
-        return self.merged(
+        at = (o_slot, o_place)
+        self.offer(
             o_slot,
-            other.key[o_slot, o_place],
-            other.position[o_slot, o_place],
-            other.value[o_slot, o_place],
+            other.key[at],
+            other.position[at],
+            other.value[at],
             lambda i: (other.acts[o_slot[i], o_place[i]], other.tokens[o_slot[i], o_place[i]]),
-            slot_of_kept,
+            rows=torch.arange(self.n_slots),
         )
 
 
