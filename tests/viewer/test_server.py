@@ -135,6 +135,7 @@ def test_a_post_without_length_is_refused(trace_dir, serve):
     served = serve(trace_dir)
     connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
     connection.putrequest("POST", "/api/state/0")
+    connection.putheader("Content-Type", "application/json")
     connection.endheaders()
     response = connection.getresponse()
     assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
@@ -188,3 +189,16 @@ def test_a_folder_without_graph_json_says_so(tmp_path: Path):
     source = open_source(tmp_path)
     with pytest.raises(CircuitscopeError, match="holds no attribution-graph JSON"):
         trace_folder.read_document(source)
+
+
+def test_requests_from_other_sites_are_refused(trace_dir, serve):
+    served = serve(trace_dir)
+    status, answer = request(served.port, "GET", "/api/graph/0", headers={"Host": "evil.example"})
+    assert status == 403 and "evil.example" in answer["error"]
+    body = json.dumps({"labels": {"x": "y"}}).encode()
+    form = {"Content-Type": "text/plain", "Content-Length": str(len(body))}
+    status, answer = request(served.port, "POST", "/api/state/0", body, form)
+    assert status == 415 and "application/json" in answer["error"]
+    assert not (trace_dir / "labels.json").exists()
+    status, _ = request(served.port, "GET", "/api/graphs", headers={"Host": "localhost:1"})
+    assert status == 200

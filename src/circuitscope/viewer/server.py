@@ -13,6 +13,8 @@ Routes (every answer is JSON except the page and its static files):
 
 Nothing outside the static folder and the served folders is ever read; a bad
 request gets a 4xx with {"error": "..."}, and no request can stop the server.
+POSTs must be JSON (a plain cross-site form cannot send that), and on a loopback
+address requests naming another Host are refused (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from circuitscope.viewer.trace_folder import GraphSource
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 1 << 20
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _FEATURE = re.compile(r"/api/feature/(\d+)/(\d+)/(\d+)")
 
 
@@ -81,6 +84,7 @@ class ViewerHandler(BaseHTTPRequestHandler):
 
     def _answer(self, route: Any) -> None:
         try:
+            self._check_host()
             route(unquote(urlsplit(self.path).path))
         except NotFound as error:
             self._json({"error": str(error)}, 404)
@@ -126,7 +130,22 @@ class ViewerHandler(BaseHTTPRequestHandler):
             "interventions": self.server.backend.available(source),
         }
 
+    def _check_host(self) -> None:
+        """On a loopback address, answer only requests addressed to it (a page of another
+        site reaching this server through DNS rebinding names its own host)."""
+        bound = str(self.server.server_address[0])
+        if bound not in LOOPBACK:
+            return
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+        if host not in LOOPBACK:
+            self.close_connection = True
+            raise _status(CircuitscopeError(f"refused: Host {host!r} is not this machine"), 403)
+
     def _body(self) -> dict[str, Any]:
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if kind != "application/json":
+            self.close_connection = True
+            raise _status(CircuitscopeError("a POST must be Content-Type: application/json"), 415)
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise _status(CircuitscopeError("a POST needs a Content-Length"), 411)
