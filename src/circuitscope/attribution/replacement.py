@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from circuitscope.attribution.sink import SINK, clear_sink
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter, Recording, Replacement
@@ -86,9 +87,9 @@ class LocalReplacement:
             constant = self.reconstruction[layer] - self._recorded_skip(layer)
             if with_errors:
                 constant = constant + self.errors[layer]
-            else:  # position 0 has no error node: its MLP output stays whole
+            else:  # the sink has no error node: its MLP output stays whole
                 constant = constant.clone()
-                constant[0] = constant[0] + self.errors[layer, 0]
+                constant[SINK] = constant[SINK] + self.errors[layer, SINK]
             outputs[layer] = constant.unsqueeze(0)
         return outputs
 
@@ -115,30 +116,47 @@ class LocalReplacement:
         return self.transcoder.skip(layer, x)
 
 
+@dataclass
+class EncodedPrompt:
+    """A prompt recorded once, and its features at every layer."""
+
+    recording: Recording
+    inputs: dict[int, Tensor]
+    """Per layer, the transcoder's input (its input site): [seq, d_model]."""
+    activations: dict[int, Tensor]
+    """Per layer, the feature activations [seq, n_features] (accumulation dtype), none at
+    the sink."""
+
+
+def encode_prompt(
+    adapter: ModelAdapter, transcoder: Transcoder, input_ids: Tensor
+) -> EncodedPrompt:
+    """Record the prompt and encode every layer's features. input_ids: [1, seq].
+
+    Raises CircuitscopeError when the transcoder does not fit the model."""
+    check_against_model(transcoder, adapter)
+    if input_ids.ndim != 2 or input_ids.shape[0] != 1:
+        raise CircuitscopeError(f"expected one prompt [1, seq], got {tuple(input_ids.shape)}")
+    kind = transcoder.config.input_kind
+    recording = adapter.record(input_ids)
+    dtype = adapter.accumulation_dtype
+    inputs, activations = {}, {}
+    with torch.no_grad():
+        for layer in range(adapter.n_layers):
+            inputs[layer] = recording.cache[sites.transcoder_input(kind, layer)][0]
+            activations[layer] = clear_sink(transcoder.encode(layer, inputs[layer]).to(dtype))
+    return EncodedPrompt(recording, inputs, activations)
+
+
 def build_replacement(
     adapter: ModelAdapter, transcoder: Transcoder, input_ids: Tensor
 ) -> LocalReplacement:
     """Record the prompt and build its local replacement model. input_ids: [1, seq]."""
-    check_against_model(transcoder, adapter)
-    config = transcoder.config
-    if config.site_out(0) != sites.mlp_out(0):
-        raise CircuitscopeError(
-            f"attribution needs a transcoder that reconstructs the MLP output; this one "
-            f"writes {config.output_site!r}"
-        )
-    live = config.input_kind
-    if input_ids.ndim != 2 or input_ids.shape[0] != 1:
-        raise CircuitscopeError(f"expected one prompt [1, seq], got {tuple(input_ids.shape)}")
-    recording = adapter.record(input_ids)
+    encoded = encode_prompt(adapter, transcoder, input_ids)
+    recording, acts = encoded.recording, encoded.activations
     dtype = adapter.accumulation_dtype
-    acts, inputs = {}, {}
     with torch.no_grad():
-        for layer in range(adapter.n_layers):
-            inputs[layer] = recording.cache[sites.transcoder_input(live, layer)][0]
-            layer_acts = transcoder.encode(layer, inputs[layer]).to(dtype)
-            layer_acts[0] = 0.0  # the BOS position carries no features
-            acts[layer] = layer_acts
-        decoded = transcoder.decode_sparse(acts, inputs)
+        decoded = transcoder.decode_sparse(acts, encoded.inputs)
     reconstruction = torch.stack([decoded[layer].to(dtype) for layer in range(adapter.n_layers)])
     m_out = torch.stack(
         [recording.cache[sites.mlp_out(layer)][0].to(dtype) for layer in range(adapter.n_layers)]

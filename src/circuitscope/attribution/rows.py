@@ -38,6 +38,7 @@ from torch.autograd.function import FunctionCtx
 
 from circuitscope.attribution.columns import ColumnLayout, all_columns
 from circuitscope.attribution.replacement import LocalReplacement
+from circuitscope.attribution.sink import SINK
 from circuitscope.attribution.writers import (
     ActiveDecoders,
     writer_edges,
@@ -291,7 +292,7 @@ class RowComputer:
         errors = self.replacement.errors[layer, :length]
         start = self._every.error_columns(layer).start
         edges = (grad * errors).sum(-1)
-        edges[:, 0] = 0.0  # BOS: the same for every prompt, so its error is a constant, not a node
+        edges[:, SINK] = 0.0  # the sink's error is a constant of the model, not a node
         self._rows[:, start : start + length] = edges
         table = self._tables.get(layer)
         if table is None:

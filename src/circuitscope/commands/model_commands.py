@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
+from circuitscope.commands.options import ModelOptions
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models.architectures import SUPPORTED
 from circuitscope.models.gguf_cache import BUNDLED_NAME, cache_root
@@ -29,17 +29,8 @@ def models_command(_config: ModelsConfig) -> int:
 
 
 @dataclass(kw_only=True)
-class ModelLoadOptions:
-    device: str = "cpu"
-    """cpu, cuda, cuda:N, or auto (cuda when available)."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Precision of the weights."""
-
-
-@dataclass(kw_only=True)
-class InfoConfig(ModelLoadOptions):
-    model: str = positional()
-    """A hub id, a model folder, a .gguf file, or smollm2-135m."""
+class InfoConfig(ModelOptions):
+    """The model's options only."""
 
 
 def info_command(config: InfoConfig) -> int:
@@ -77,9 +68,7 @@ def _bos_description(tokenizer: object) -> str:
 
 
 @dataclass(kw_only=True)
-class RunConfig(ModelLoadOptions):
-    model: str = positional()
-    """A hub id, a model folder, a .gguf file, or smollm2-135m."""
+class RunConfig(ModelOptions):
     prompt: str = positional()
     """The text whose next token to predict."""
     top_k: int = 10

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
+from circuitscope.commands.options import ModelOptions
 from circuitscope.errors import CircuitscopeError
 from circuitscope.training.settings import TrainSettings
 
@@ -34,9 +35,7 @@ class InputSiteOption:
 
 
 @dataclass(kw_only=True)
-class CollectConfig(InputSiteOption, CorpusOptions):
-    model: str = positional()
-    """A hub id, a model folder, a .gguf file, or smollm2-135m."""
+class CollectConfig(InputSiteOption, CorpusOptions, ModelOptions):
     out: str = positional()
     """The activation store folder to write."""
     tokens: int = 65_536
@@ -51,8 +50,6 @@ class CollectConfig(InputSiteOption, CorpusOptions):
     """Precision of the stored activations."""
     seed: int = 0
     """Seeds the corpus order and the shuffle."""
-    device: str = "cpu"
-    """cpu, cuda, cuda:N, or auto."""
     force: bool = False
     """Write into OUT even if it exists and is not empty."""
 
@@ -85,7 +82,7 @@ def collect_command(config: CollectConfig) -> int:
     if config.tokens < 1:
         raise CircuitscopeError(f"--tokens must be positive, got {config.tokens}")
     folder = _out_folder(config.out, config.force)
-    loaded = load_model(config.model, device=config.device)
+    loaded = load_model(config.model, device=config.device, dtype=config.dtype)
     report = CorpusReport()
     documents = iter_documents(config.corpus, "train", config.seed, report, config.text_field)
     contexts = pack_contexts(documents, loaded.tokenizer, config.context_length)
@@ -228,9 +225,7 @@ def _training_source(config: TrainConfig, settings: TrainSettings) -> Any:
 
 
 @dataclass(kw_only=True)
-class EvalConfig(CorpusOptions):
-    model: str = positional()
-    """The model the transcoder was trained on: a hub id, a folder, a .gguf, or smollm2-135m."""
+class EvalConfig(CorpusOptions, ModelOptions):
     transcoder: str = positional()
     """The transcoder folder (any supported format)."""
     tokens: int = 8192
@@ -239,8 +234,6 @@ class EvalConfig(CorpusOptions):
     """Contexts per forward pass."""
     seed: int = 0
     """Seeds the corpus order."""
-    device: str = "cpu"
-    """cpu, cuda, cuda:N, or auto."""
     out: str | None = None
     """Where to write eval.json (default: inside the transcoder folder)."""
 
@@ -253,7 +246,7 @@ def eval_command(config: EvalConfig) -> int:
     from circuitscope.training.evaluate import evaluate, print_report
     from circuitscope.transcoders.transcoder import Transcoder
 
-    loaded = load_model(config.model, device=config.device)
+    loaded = load_model(config.model, device=config.device, dtype=config.dtype)
     transcoder = Transcoder.load(config.transcoder, lazy=False, device=config.device)
     documents = iter_documents(config.corpus, "heldout", config.seed, None, config.text_field)
     contexts = pack_contexts(documents, loaded.tokenizer, config.context_length)

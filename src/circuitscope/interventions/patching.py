@@ -38,12 +38,15 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from circuitscope.attribution.replacement import encode_prompt
+from circuitscope.attribution.sink import NODE_POSITIONS, clear_sink
 from circuitscope.errors import CircuitscopeError
 from circuitscope.interventions.spec import Intervention, check_interventions
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter, Recording
 from circuitscope.models.frozen import FrozenState
 from circuitscope.transcoders.transcoder import Transcoder
+from circuitscope.transcoders.validation import check_against_model
 
 
 @dataclass(frozen=True)
@@ -139,17 +142,8 @@ class FeatureChange:
 
 def clean_run(adapter: ModelAdapter, transcoder: Transcoder, input_ids: Tensor) -> CleanRun:
     """Record the prompt once and encode every layer. input_ids: [1, seq]."""
-    recording = adapter.record(input_ids)
-    kind = transcoder.config.input_kind
-    activations = {}
-    dtype = adapter.accumulation_dtype
-    with torch.no_grad():
-        for layer in range(adapter.n_layers):
-            x = recording.cache[sites.transcoder_input(kind, layer)][0]
-            acts = transcoder.encode(layer, x).to(dtype)
-            acts[0] = 0.0
-            activations[layer] = acts
-    return CleanRun(recording, activations, kind)
+    encoded = encode_prompt(adapter, transcoder, input_ids)
+    return CleanRun(encoded.recording, encoded.activations, transcoder.config.input_kind)
 
 
 def intervene(
@@ -167,6 +161,7 @@ def intervene(
     """
     if input_ids.ndim != 2 or input_ids.shape[0] != 1:
         raise CircuitscopeError(f"expected one prompt [1, seq], got {tuple(input_ids.shape)}")
+    check_against_model(transcoder, adapter)
     if not batches:
         raise CircuitscopeError("no intervention sets given")
     seq = int(input_ids.shape[1])
@@ -286,8 +281,7 @@ class _Patcher:
                 self.kept_pre_activations[layer] = pre
             if not constrained:
                 live = self.transcoder.encoder(layer).activation(pre).to(self.dtype)
-                live[:, 0] = 0.0
-                return live
+                return clear_sink(live)
         if constrained or need_live:
             return self._clean_activations(layer)
         return None
@@ -344,8 +338,8 @@ def _reconstruction(
 
 
 def _positions(item: Intervention) -> slice | int:
-    """Where an intervention applies; every position means every one after BOS."""
-    return slice(1, None) if item.position is None else item.position
+    """Where an intervention applies; every position means every one but the sink."""
+    return NODE_POSITIONS if item.position is None else item.position
 
 
 def _apply_feature_ops(base: Tensor, ops: list[tuple[int, Intervention]]) -> Tensor:

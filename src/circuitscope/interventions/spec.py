@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from circuitscope.attribution.sink import check_node_position
 from circuitscope.errors import CircuitscopeError
 
 Operation = Literal["set", "scale", "add"]
@@ -168,8 +169,4 @@ def check_interventions(
         if item.position < 0 or (seq_len is not None and item.position >= seq_len):
             span = "0.." + (str(seq_len - 1) if seq_len is not None else "")
             raise CircuitscopeError(f"{where}: no position {item.position}; positions are {span}")
-        if item.position == 0:
-            raise CircuitscopeError(
-                f"{where}: position 0 is the BOS attention sink; it has no features or error "
-                "nodes (its MLP outputs are the same for every prompt)"
-            )
+        check_node_position(item.position, where)
