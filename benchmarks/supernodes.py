@@ -45,7 +45,7 @@ THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 19)]
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20, help="test and calibration seeds")
     parser.add_argument("--real", default="", help="a folder of trace folders (optional)")
     parser.add_argument("--device", default="cpu")

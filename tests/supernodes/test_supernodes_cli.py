@@ -71,7 +71,7 @@ def test_suggestions_are_deterministic_and_baseline_differs(traced, checked, tmp
     assert all(g["check"] is None for g in again["groups"])
     assert main(["supernodes", str(traced), "--no-check", "--method", "baseline"]) == 0
     baseline = json.loads((traced / "supernodes.json").read_text())
-    assert baseline["method"] == "baseline" and baseline["threshold"] == 0.4
+    assert baseline["method"] == "baseline" and baseline["threshold"] == 0.5
     assert [g["members"] for g in baseline["groups"]] != [g["members"] for g in checked["groups"]]
 
 

@@ -19,11 +19,12 @@ class SupernodesConfig:
     graph: str = positional()
     """A folder written by `circuitscope trace`; supernodes.json is written into it."""
     features: str = ""
-    """Feature cards (`circuitscope features`): label groups from their members' cards."""
+    """Feature cards (`circuitscope features`): label groups from their members' cards
+    (default: GRAPH/features when it holds cards)."""
     method: Literal["ours", "baseline"] = "ours"
     """ours (same feature + pooled edge profiles) or baseline (Neuronpedia's draft)."""
     threshold: float | None = None
-    """Similarity at which groups stop merging (default: 0.3 ours, 0.4 baseline)."""
+    """Similarity at which groups stop merging (default: 0.25 ours, 0.5 baseline)."""
     min_size: int = 2
     """Smallest group suggested."""
     check: bool = True
@@ -54,8 +55,9 @@ def supernodes_command(config: SupernodesConfig) -> int:
     pruned = folder.pruned()
     settings = SupernodeSettings(config.method, config.threshold, config.min_size)
     groups = suggest_supernodes(pruned, settings)
-    if config.features:
-        label_from_cards(pruned, groups, Path(config.features))
+    cards = Path(config.features) if config.features else folder.path / "features"
+    if config.features or (cards / "index.json.gz").is_file():
+        label_from_cards(pruned, groups, cards)
     document = suggestions_document(pruned, groups, settings)
     if config.check and groups:
         add_checks(document, config, groups)

@@ -26,7 +26,7 @@ from circuitscope.graph.supernodes_similarity import Similarities, similarities
 
 Method = Literal["ours", "baseline"]
 METHODS: tuple[Method, ...] = ("ours", "baseline")
-DEFAULT_THRESHOLDS: dict[str, float] = {"ours": 0.3, "baseline": 0.4}
+DEFAULT_THRESHOLDS: dict[str, float] = {"ours": 0.25, "baseline": 0.5}
 LINKAGES: dict[str, Linkage] = {"ours": "average", "baseline": "complete"}
 
 
