@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from circuitscope.graph.neuronpedia import export_neuronpedia
-from circuitscope.graph.neuronpedia_metadata import neuronpedia_scan
+from circuitscope.graph.neuronpedia_metadata import neuronpedia_scan, transcoder_name
 from circuitscope.graph.prune import prune_graph
 from circuitscope.testing.tiny_graphs import tiny_graph
 
@@ -228,3 +228,30 @@ def test_logit_nodes_sit_one_layer_above_the_model_as_their_ids_say(document):
 def test_scan_is_a_model_id_neuronpedia_accepts(model, scan):
     assert neuronpedia_scan(model) == scan
     assert UPLOAD_NAME.match(scan)
+
+
+def test_settings_given_by_the_caller_and_none_at_all():
+    pruned = prune_graph(tiny_graph("llama"), 0.8, 0.98)
+    config = {"max_n_logits": 10, "batch_size": 32, "max_feature_nodes": 512, "prompt": "x",
+              "desired_logit_prob": 0.95, "row_buffer_mb": 2048.0}  # fmt: skip
+    metadata = export_neuronpedia(pruned, "s", "m", settings=config)["metadata"]
+    assert metadata["generation_settings"] == {
+        "max_n_logits": 10, "desired_logit_prob": 0.95, "batch_size": 32, "max_feature_nodes": 512,
+    }  # fmt: skip
+    assert "generation_settings" not in export_neuronpedia(pruned, "s", "m")["metadata"]
+    assert "transcoder_set" not in export_neuronpedia(pruned, "s", "m")["metadata"]["info"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [
+        ("mntss/clt-gemma-2-2b-426k", "mntss/clt-gemma-2-2b-426k"),
+        ("/home/me/runs/my-clt", "my-clt"),
+        ("/home/me/runs/my-clt/", "my-clt"),
+        ("./my-clt", "my-clt"),
+        ("C:\\runs\\my-clt", "my-clt"),
+        ("out/bench/clt", "clt"),
+    ],
+)
+def test_transcoder_name_keeps_hub_ids_and_drops_local_folders(spec, name):
+    assert transcoder_name(spec) == name

@@ -15,7 +15,7 @@ Metadata (`scan`, `info`, settings): see `neuronpedia_metadata`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -85,8 +85,12 @@ def export_neuronpedia(
     scan: str,
     node_threshold: float = 0.8,
     supernodes: Sequence[Sequence[str]] = (),
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document of a (pruned) graph: every node, every nonzero edge."""
+    """The JSON document of a (pruned) graph: every node, every nonzero edge.
+
+    scan: the model id (`neuronpedia_metadata.neuronpedia_scan`); settings: the trace's
+    settings, a flat mapping such as its config.json (see `graph_metadata`)."""
     ids = node_ids(graph)
     if len(set(ids)) != len(ids):
         raise ValueError("node ids are not unique")
@@ -100,7 +104,7 @@ def export_neuronpedia(
         for t, s, w in zip(targets.tolist(), sources.tolist(), weights, strict=True)
     ]
     return {
-        "metadata": graph_metadata(graph, slug, scan, node_threshold),
+        "metadata": graph_metadata(graph, slug, scan, node_threshold, settings),
         "qParams": {
             "pinnedIds": [],
             "supernodes": [list(group) for group in supernodes],

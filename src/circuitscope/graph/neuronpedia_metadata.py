@@ -14,6 +14,7 @@ none of ours there (our cards are for our viewer). The transcoder is named in
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import PureWindowsPath
 from typing import Any
 
@@ -21,11 +22,23 @@ from circuitscope import __version__
 from circuitscope.graph.graph import Graph
 
 SCHEMA_VERSION = 1
+GENERATION_SETTINGS = {"max_n_logits": int, "desired_logit_prob": float, "batch_size": int,
+                       "max_feature_nodes": int}  # fmt: skip
+"""The trace settings Neuronpedia's schema names, with their JSON types."""
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def graph_metadata(graph: Graph, slug: str, scan: str, node_threshold: float) -> dict[str, Any]:
-    """The document's `metadata` for `graph`."""
-    return {
+def graph_metadata(
+    graph: Graph,
+    slug: str,
+    scan: str,
+    node_threshold: float,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The document's `metadata` for `graph`; `settings`: the trace's settings (a flat
+    mapping such as a trace folder's config.json), of which `generation_settings` keeps
+    those Neuronpedia's schema names (default: the graph's `metadata["config"]`)."""
+    metadata = {
         "slug": slug,
         "scan": scan,
         "transcoder_list": [],
@@ -35,8 +48,12 @@ def graph_metadata(graph: Graph, slug: str, scan: str, node_threshold: float) ->
         "node_threshold": node_threshold,
         "info": _info(graph),
         "pruning_settings": _pruning_settings(graph, node_threshold),
-        "generation_settings": _generation_settings(graph),
     }
+    config = graph.metadata.get("config", {})
+    generation = _generation_settings(config if settings is None else settings)
+    if generation:
+        metadata["generation_settings"] = generation
+    return metadata
 
 
 def neuronpedia_scan(model: str) -> str:
@@ -52,9 +69,18 @@ def _info(graph: Graph) -> dict[str, Any]:
         "generator": {"name": "circuitscope", "version": __version__},
         "n_layers": graph.n_layers,
     }
-    if isinstance(graph.metadata.get("transcoder"), str):
-        info["transcoder_set"] = graph.metadata["transcoder"]
+    transcoder = graph.metadata.get("transcoder")
+    if isinstance(transcoder, str) and transcoder:
+        info["transcoder_set"] = transcoder_name(transcoder)
     return info
+
+
+def transcoder_name(spec: str) -> str:
+    """How the document names a transcoder: a hub id as is, a local path by its last part
+    (a reader elsewhere cannot use the path, and it need not see the user's folders)."""
+    if HUB_ID.match(spec):
+        return spec
+    return PureWindowsPath(spec).name or spec
 
 
 def _pruning_settings(graph: Graph, node_threshold: float) -> dict[str, float]:
@@ -65,13 +91,10 @@ def _pruning_settings(graph: Graph, node_threshold: float) -> dict[str, float]:
     return settings
 
 
-def _generation_settings(graph: Graph) -> dict[str, int | float]:
-    """The trace settings Neuronpedia's schema names, those that are set."""
-    config = graph.metadata.get("config", {})
-    kinds = {"max_n_logits": int, "desired_logit_prob": float, "batch_size": int,
-             "max_feature_nodes": int}  # fmt: skip
+def _generation_settings(settings: Mapping[str, Any]) -> dict[str, int | float]:
+    """The settings of GENERATION_SETTINGS that are set (a null is no integer)."""
     return {
-        key: kind(config[key])
-        for key, kind in kinds.items()
-        if isinstance(config.get(key), int | float) and not isinstance(config[key], bool)
+        key: kind(settings[key])
+        for key, kind in GENERATION_SETTINGS.items()
+        if isinstance(settings.get(key), int | float) and not isinstance(settings[key], bool)
     }
