@@ -33,6 +33,7 @@ from circuitscope.graph.render import render_graph
 from circuitscope.graph.scores import GraphScores, graph_scores
 from circuitscope.graph.trace_folder import write_trace_folder
 from circuitscope.models.adapter import ModelAdapter
+from circuitscope.models.tokenizer import Tokenizer
 from circuitscope.transcoders.transcoder import Transcoder
 
 
@@ -67,7 +68,7 @@ class TraceResult:
 
 def trace(
     adapter: ModelAdapter,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     transcoder: Transcoder,
     prompt: str,
     *,
@@ -122,7 +123,7 @@ def save_trace(
     of the pruned graph, `settings` (the config that made it) and a picture."""
     threshold = float(result.pruned.metadata["pruning"]["node_threshold"])
     scan = neuronpedia_scan(result.info.model or "model")
-    document = export_neuronpedia(result.pruned, slug, scan, threshold)
+    document = export_neuronpedia(result.pruned, slug, scan, threshold, settings=settings)
     return write_trace_folder(
         Path(folder), result.graph, result.pruned, document, settings, render_graph
     )
