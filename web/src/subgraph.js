@@ -45,25 +45,11 @@ export function renderSubgraph(svgNode, state, handlers) {
   svg.selectAll("*").remove();
   const width = svgNode.clientWidth || 800, height = svgNode.clientHeight || 220;
   const items = subgraphItems(model, state.pinned, state.supernodes);
-  const position = (item) => {
-    if (state.sgPos[item.key]) return state.sgPos[item.key];
-    const mean = (f) => item.members.reduce((s, m) => s + f(m), 0) / Math.max(1, item.members.length);
-    const x = 60 + ((mean((m) => m.pos) + 0.5) / Math.max(1, model.nTokens)) * (width - 120);
-    const y = height - 30 - (mean((m) => m.row) / (model.nLayers + 1)) * (height - 60);
-    return [Math.round(x), Math.round(y)];
-  };
-  const at = new Map();
-  const taken = new Map();
-  for (const item of items) {
-    let [x, y] = position(item);
-    if (!state.sgPos[item.key]) {
-      const spot = x + "," + y, count = taken.get(spot) || 0;
-      taken.set(spot, count + 1);
-      x += 150 * (count % 4) * (x > width / 2 ? -1 : 1);
-      y -= 28 * Math.floor(count / 4);
-    }
-    at.set(item.key, [x, y]);
-  }
+  const text = (item) =>
+    item.label !== null ? `${item.label} (${item.members.length})` : nodeTitle(item.members[0], state.labels);
+  const boxWidth = (item) => Math.min(180, 16 + 6.2 * text(item).length);
+  const at = defaultPlaces(items, boxWidth, height);
+  for (const item of items) if (state.sgPos[item.key]) at.set(item.key, state.sgPos[item.key]);
   const links = itemLinks(items);
   const largest = Math.max(1e-30, ...links.map((l) => Math.abs(l.weight)));
   const linkLayer = svgEl("g", { class: "links" });
@@ -82,16 +68,16 @@ export function renderSubgraph(svgNode, state, handlers) {
   };
   drawLinks();
   for (const item of items) {
-    const text = item.label !== null ? `${item.label} (${item.members.length})` : nodeTitle(item.members[0], state.labels);
+    const label = text(item);
     const selected = state.selectedItems.has(item.key);
     const g = svgEl("g", { class: "item" + (selected ? " selected" : ""), "data-key": item.key });
-    const w = Math.min(180, 16 + 6.2 * text.length);
+    const w = boxWidth(item);
     const kind = item.label !== null ? "supernode" : item.members[0].kind;
     const fill = item.label !== null ? "#e9d5ff" : (COLORS[kind] || COLORS.feature)[0];
     g.append(svgEl("rect", { x: -w / 2, y: -11, width: w, height: 22, rx: item.label !== null ? 11 : 3, fill, stroke: "#777" }));
-    const label = svgEl("text", { "text-anchor": "middle", y: 4, "font-size": 11 });
-    label.textContent = text.length > 28 ? text.slice(0, 27) + "…" : text;
-    g.append(label);
+    const caption = svgEl("text", { "text-anchor": "middle", y: 4, "font-size": 11 });
+    caption.textContent = label.length > 28 ? label.slice(0, 27) + "…" : label;
+    g.append(caption);
     const [x, y] = at.get(item.key);
     g.setAttribute("transform", `translate(${x},${y})`);
     svgNode.append(g);
@@ -108,4 +94,29 @@ export function renderSubgraph(svgNode, state, handlers) {
     g.addEventListener("click", (event) => handlers.toggle(item, event));
   }
   return items;
+}
+
+// Default places: a column per token position (left to right), higher layers higher up;
+// a column that would overflow the pane continues in the next one. Nothing overlaps.
+function defaultPlaces(items, boxWidth, height) {
+  const mean = (item, f) => item.members.reduce((s, m) => s + f(m), 0) / Math.max(1, item.members.length);
+  const byPos = new Map();
+  for (const item of items) {
+    const pos = Math.round(mean(item, (m) => m.pos));
+    if (!byPos.has(pos)) byPos.set(pos, []);
+    byPos.get(pos).push(item);
+  }
+  const capacity = Math.max(1, Math.floor((height - 16) / 28));
+  const at = new Map();
+  let left = 16;
+  for (const pos of [...byPos.keys()].sort((a, b) => a - b)) {
+    const column = byPos.get(pos).sort((a, b) => mean(b, (m) => m.row) - mean(a, (m) => m.row));
+    for (let start = 0; start < column.length; start += capacity) {
+      const chunk = column.slice(start, start + capacity);
+      const width = Math.max(...chunk.map(boxWidth));
+      chunk.forEach((item, i) => at.set(item.key, [Math.round(left + width / 2), 22 + 28 * i]));
+      left += width + 28;
+    }
+  }
+  return at;
 }
