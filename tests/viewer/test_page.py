@@ -70,6 +70,8 @@ def test_clicking_a_node_opens_its_card_with_the_right_top_example(chromium, tra
     assert [s.get_attribute("textContent") for s in spans] == [
         json.dumps(t)[1:-1] for t in expected
     ]
+    title = chromium.find_element(By.ID, "node-title").text
+    assert title == tiny_card(layer, index)["label"]  # the card's automatic label names it
     peak = shown.find_element(By.CLASS_NAME, "peak")
     assert peak.get_attribute("title").startswith("activation ")
     weights = [link["weight"] for link in document_of(trace_dir)["links"]

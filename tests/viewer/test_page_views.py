@@ -14,6 +14,8 @@ from page_actions import severe_console_messages, visible_count, wait_for, wait_
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
+from circuitscope.testing.tiny_cards import tiny_card  # noqa: E402
+
 pytestmark = pytest.mark.browser
 
 
@@ -61,8 +63,9 @@ def test_the_subgraph_exports_as_svg_and_png(chromium, trace_dir, serve):
         chromium.execute_script("return window.circuitscope.subgraphSvg()")
     )
     texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
-    layer, index = a.split("_")[:2]
-    assert len(texts) == 2 and f"L{layer} feature {index}" in texts
+    layer, index = (int(part) for part in a.split("_")[:2])
+    label = tiny_card(layer, index)["label"]
+    assert len(texts) == 2 and (label if len(label) <= 28 else label[:27] + "…") in texts
     url = chromium.execute_async_script(
         "const done = arguments[0];"
         "window.circuitscope.subgraphPng().then(done, e => done(String(e)))"

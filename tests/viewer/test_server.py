@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from viewer_data import feature_keys
 
 from circuitscope.errors import CircuitscopeError
 from circuitscope.viewer import trace_folder
@@ -45,6 +46,7 @@ def test_the_page_the_graph_and_a_card_are_served(trace_dir, serve):
     on_disk = json.loads((trace_dir / "capital.json").read_text())
     assert status == 200 and len(document["nodes"]) == len(on_disk["nodes"]) > 10
     assert document["labels"] == {}
+    assert len(document["featureLabels"]) == len(feature_keys(on_disk)) > 5
     feature = next(n for n in on_disk["nodes"] if n["feature_type"] == "cross layer transcoder")
     layer, index = feature["layer"], feature["node_id"].split("_")[1]
     status, card = request(served.port, "GET", f"/api/feature/0/{layer}/{index}")

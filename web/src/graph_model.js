@@ -29,7 +29,9 @@ export function buildModel(doc) {
   const featureLayers = nodes.filter((n) => n.kind === "feature" || n.kind === "error").map((n) => n.layer);
   const info = (doc.metadata && doc.metadata.info) || {};
   const nLayers = info.n_layers !== undefined ? Number(info.n_layers) : Math.max(0, ...featureLayers) + 1;
+  const featureLabels = doc.featureLabels || {};
   for (const n of nodes) {
+    if (n.kind === "feature") n.cardLabel = featureLabels[`${n.layer}/${featureIndex(n)}`] || "";
     n.row = n.kind === "token" ? 0 : n.kind === "logit" ? nLayers + 1 : n.layer + 1;
     n.influenceValue = n.influence === null || n.influence === undefined ? null : Number(n.influence);
   }
@@ -63,8 +65,11 @@ export function visibleNodes(model, threshold, alwaysShow) {
   );
 }
 
+// A node's name: the label set in the page, else its feature's label from the cards,
+// else the graph's own description.
 export function nodeTitle(node, labels) {
   if (labels[node.id]) return labels[node.id];
+  if (node.cardLabel) return node.cardLabel;
   if (node.clerp) return node.clerp;
   if (node.kind === "error") return `error L${node.layer}`;
   if (node.kind === "feature") return `L${node.layer} feature ${featureIndex(node)}`;

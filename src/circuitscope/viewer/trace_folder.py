@@ -91,7 +91,19 @@ def read_document(source: GraphSource) -> dict[str, Any]:
             f"{source.json_path.name}: not an attribution-graph JSON: " + "; ".join(problems[:3])
         )
     document["labels"] = read_labels(source)
+    document["featureLabels"] = read_feature_labels(source)
     return document
+
+
+def read_feature_labels(source: GraphSource) -> dict[str, str]:
+    """{"LAYER/INDEX": label} from the features folder (automatic ones, overridden by the
+    user's); empty without cards."""
+    from circuitscope.features.files import read_labels as read_card_labels
+
+    if source.features_dir is None:
+        return {}
+    return {f"{layer}/{index}": label for (layer, index), label in
+            read_card_labels(source.features_dir).items()}  # fmt: skip
 
 
 def read_labels(source: GraphSource) -> dict[str, str]:
@@ -115,6 +127,7 @@ def save_state(source: GraphSource, q_params: Any, labels: Any) -> None:
     with _write_lock:
         document = read_document(source)
         document.pop("labels")
+        document.pop("featureLabels")
         document["qParams"] = {**document["qParams"], **q_params}
         assert source.json_path is not None
         _atomic_write(source.json_path, json.dumps(document))
