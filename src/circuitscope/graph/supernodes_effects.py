@@ -31,21 +31,22 @@ def group_effects_on_logits(graph: Graph, groups: Sequence[Tensor], factor: floa
     b_ff, b_lf = unit[:n_features], unit[n_features:]
     activation = graph.node_value[:n_features].to(unit.dtype)
     lower = not bool(torch.triu(b_ff).any())
-    identity = torch.eye(n_features, dtype=unit.dtype)
+    system = torch.eye(n_features, dtype=unit.dtype) - b_ff  # I − D B_ff, D = 1 to start
     columns = []
     for members in groups:
         if bool((graph.node_kind[members] != FEATURE).any()):
             raise ValueError("a group's members must be feature nodes")
-        scale = torch.ones(n_features, dtype=unit.dtype)
-        scale[members] = factor
+        system[members] = -factor * b_ff[members]  # the members' rows of I − D B_ff ...
+        system[members, members] += 1.0
         injected = torch.zeros(n_features, 1, dtype=unit.dtype)
         injected[members, 0] = (factor - 1.0) * activation[members]
-        system = identity - scale[:, None] * b_ff
         if lower:
             moved = torch.linalg.solve_triangular(system, injected, upper=False)
         else:
             moved = torch.linalg.solve(system, injected)
         columns.append(b_lf @ moved)
+        system[members] = -b_ff[members]  # ... and back
+        system[members, members] += 1.0
     if not columns:
         return torch.zeros(graph.n_logits, 0, dtype=unit.dtype)
     return torch.cat(columns, dim=1)

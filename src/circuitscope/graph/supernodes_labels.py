@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from circuitscope.graph.graph import Graph
+from circuitscope.graph.logit_clerps import label_text
 
 
 def graph_label(graph: Graph, members: Sequence[int], logit_change: Tensor) -> str:
@@ -15,13 +16,18 @@ def graph_label(graph: Graph, members: Sequence[int], logit_change: Tensor) -> s
     the logit their ablation moves most, signed as the members push it. logit_change:
     [n_logits] the change of each logit when the group is ablated."""
     positions = sorted({int(graph.node_position[m]) for m in members})
-    tokens = [repr(graph.input_tokens[p].strip() or graph.input_tokens[p]) for p in positions]
+    tokens = [_quoted(graph.input_tokens[p]) for p in positions]
     where = "/".join(tokens[:3]) + ("/…" if len(tokens) > 3 else "")
     if not len(logit_change) or not graph.logit_labels:
         return where
     rank = int(logit_change.abs().argmax())
     sign = "+" if float(logit_change[rank]) < 0 else "−"  # ablating lowers what they push
-    return f"{where} → {sign}{graph.logit_labels[rank].strip()}"
+    return f"{where} → {sign}{_quoted(label_text(graph.logit_labels[rank]))}"
+
+
+def _quoted(token: str) -> str:
+    """A token as a label shows it: stripped of surrounding spaces (unless all spaces), quoted."""
+    return repr(token.strip() or token)
 
 
 def card_label(member_labels: Sequence[str], member_top_logits: Sequence[Sequence[str]]) -> str:
