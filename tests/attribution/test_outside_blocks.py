@@ -6,7 +6,7 @@ import torch
 from circuitscope.attribution.outside_blocks import OutsideBlocks
 from circuitscope.attribution.row_buffer import RowBuffer
 from circuitscope.attribution.rows import RowBatch
-from circuitscope.attribution.selection import influence_scores
+from circuitscope.attribution.influence_estimate import influence_scores
 from circuitscope.attribution.visit import AttributionLimits, _most_blocks, plan_rows
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from graph_builders import diamond, make_graph
 
-from circuitscope.attribution.selection import influence_scores
+from circuitscope.attribution.influence_estimate import influence_scores
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN, Graph
 from circuitscope.graph.influence import (
     cumulative_threshold,

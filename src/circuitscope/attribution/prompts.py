@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from circuitscope.errors import CircuitscopeError
+from circuitscope.models.tokenizer import Tokenizer
 
 BosPolicy = Literal["auto", "always", "never"]
 
@@ -24,10 +25,10 @@ def check_prompt(prompt: str) -> str:
     return prompt
 
 
-def prompt_ids(tokenizer: object, prompt: str, bos: BosPolicy = "auto") -> tuple[Tensor, bool]:
+def prompt_ids(tokenizer: Tokenizer, prompt: str, bos: BosPolicy = "auto") -> tuple[Tensor, bool]:
     """([1, seq] ids, whether a BOS was prepended)."""
     check_prompt(prompt)
-    ids: list[int] = tokenizer(prompt).input_ids  # type: ignore[operator]
+    ids: list[int] = tokenizer(prompt).input_ids
     bos_id = getattr(tokenizer, "bos_token_id", None)
     if bos_id is None:
         bos_id = getattr(tokenizer, "eos_token_id", None)
@@ -41,6 +42,6 @@ def prompt_ids(tokenizer: object, prompt: str, bos: BosPolicy = "auto") -> tuple
     return torch.tensor([ids]), prepend
 
 
-def token_texts(tokenizer: object, ids: Tensor) -> list[str]:
+def token_texts(tokenizer: Tokenizer, ids: Tensor) -> list[str]:
     """Each id as the text it decodes to."""
-    return [tokenizer.decode([int(i)]) for i in ids]  # type: ignore[attr-defined]
+    return [str(tokenizer.decode([int(i)])) for i in ids]

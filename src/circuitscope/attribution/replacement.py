@@ -23,7 +23,7 @@ from torch import Tensor
 from circuitscope.attribution.sink import SINK, clear_sink
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models import sites
-from circuitscope.models.adapter import ModelAdapter, Recording, Replacement
+from circuitscope.models.adapter import MlpOutput, ModelAdapter, Recording
 from circuitscope.transcoders.transcoder import Transcoder
 from circuitscope.transcoders.validation import check_against_model
 
@@ -72,7 +72,7 @@ class LocalReplacement:
     def dtype(self) -> torch.dtype:
         return self.errors.dtype
 
-    def mlp_outputs(self, with_errors: bool = True) -> dict[int, Replacement]:
+    def mlp_outputs(self, with_errors: bool = True) -> dict[int, MlpOutput]:
         """Per layer, the replacement model's MLP output for `adapter.run(mlp_out=...)`."""
         constants = self.constant_outputs(with_errors)
         return {layer: self.with_skip(layer, c) for layer, c in constants.items()}
@@ -102,7 +102,7 @@ class LocalReplacement:
         """The site whose value a feature of `layer` encodes (its target's input)."""
         return sites.transcoder_input(self.live_input, layer)
 
-    def with_skip(self, layer: int, constant: Tensor) -> Replacement:
+    def with_skip(self, layer: int, constant: Tensor) -> MlpOutput:
         """The MLP output: `constant`, plus W_skip · x (linear, live) with a skip term;
         x is the live input site (run with `live_input=self.live_input`)."""
         if not self.transcoder.config.skip_connection:

@@ -45,7 +45,7 @@ from circuitscope.attribution.writers import (
     writer_slots,
 )
 from circuitscope.models import sites
-from circuitscope.models.adapter import Replacement
+from circuitscope.models.adapter import MlpOutput
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ class RowComputer:
         shape = (batch, length, rep.adapter.d_model)
         embed_value = rep.recording.cache[sites.EMBED][:, :length].to(model_dtype).expand(shape)
         embed = _Tap.apply(self._anchor, embed_value, self._token_edges)
-        mlp_out: dict[int, Replacement] = {
+        mlp_out: dict[int, MlpOutput] = {
             layer: self._tapped_output(layer, constant[:, :length].to(model_dtype).expand(shape))
             for layer, constant in self._constants.items()
         }

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models.adapter import ModelAdapter
+from circuitscope.models.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class TargetChoice:
             raise CircuitscopeError(f"contrast takes two tokens A B, got {len(self.contrast)}")
 
     def targets(
-        self, adapter: ModelAdapter, tokenizer: object, last_logits: Tensor
+        self, adapter: ModelAdapter, tokenizer: Tokenizer, last_logits: Tensor
     ) -> list[LogitTarget]:
         """The chosen targets of a prompt whose last position has `last_logits` [vocab]."""
         chosen: list[LogitTarget] = []
@@ -78,7 +79,7 @@ def demeaned_unembedding(adapter: ModelAdapter, token_ids: Tensor) -> Tensor:
 
 def top_logit_targets(
     adapter: ModelAdapter,
-    tokenizer: object,
+    tokenizer: Tokenizer,
     last_logits: Tensor,
     max_n_logits: int = 10,
     desired_probability: float = 0.95,
@@ -93,7 +94,7 @@ def top_logit_targets(
 
 
 def named_logit_targets(
-    adapter: ModelAdapter, tokenizer: object, tokens: Sequence[str], last_logits: Tensor
+    adapter: ModelAdapter, tokenizer: Tokenizer, tokens: Sequence[str], last_logits: Tensor
 ) -> list[LogitTarget]:
     """One target per token string (each must be exactly one token, e.g. ' Paris')."""
     probs = torch.softmax(last_logits.float(), dim=-1)
@@ -102,7 +103,7 @@ def named_logit_targets(
 
 
 def contrast_target(
-    adapter: ModelAdapter, tokenizer: object, positive: str, negative: str
+    adapter: ModelAdapter, tokenizer: Tokenizer, positive: str, negative: str
 ) -> LogitTarget:
     """The direction logit(positive) − logit(negative), weight 1."""
     plus, minus = single_token_id(tokenizer, positive), single_token_id(tokenizer, negative)
@@ -111,11 +112,11 @@ def contrast_target(
     return LogitTarget(f"{positive!r} − {negative!r}", -1, 1.0, vector)
 
 
-def single_token_id(tokenizer: object, text: str) -> int:
+def single_token_id(tokenizer: Tokenizer, text: str) -> int:
     """The id of `text` if it is exactly one token, else a clear error."""
-    ids = tokenizer.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
+    ids = tokenizer.encode(text, add_special_tokens=False)
     if len(ids) != 1:
-        pieces = [tokenizer.decode([i]) for i in ids]  # type: ignore[attr-defined]
+        pieces = [tokenizer.decode([i]) for i in ids]
         raise CircuitscopeError(
             f"target {text!r} is {len(ids)} tokens {pieces}, not one; "
             "mind the leading space (e.g. ' Paris')"
@@ -124,12 +125,12 @@ def single_token_id(tokenizer: object, text: str) -> int:
 
 
 def _token_targets(
-    adapter: ModelAdapter, tokenizer: object, ids: Tensor, probs: Tensor
+    adapter: ModelAdapter, tokenizer: Tokenizer, ids: Tensor, probs: Tensor
 ) -> list[LogitTarget]:
     vectors = demeaned_unembedding(adapter, ids.to(adapter.unembed_weight.device))
     targets = []
     for row, token_id in enumerate(ids.tolist()):
         p = float(probs[token_id])
-        text = tokenizer.decode([token_id])  # type: ignore[attr-defined]
+        text = tokenizer.decode([token_id])
         targets.append(LogitTarget(f"{text!r} (p={p:.3f})", token_id, p, vectors[row].cpu()))
     return targets

@@ -31,10 +31,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from circuitscope.attribution.columns import ColumnLayout, all_columns
+from circuitscope.attribution.influence_estimate import influence_scores
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.row_buffer import RowBuffer
 from circuitscope.attribution.rows import Injection, RowComputer
-from circuitscope.attribution.selection import influence_scores
 from circuitscope.attribution.targets import LogitTarget
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models import sites

@@ -8,8 +8,8 @@ MLP output is dotted with those vectors: one batched matmul per layer, over a
 table [seq, width, d] holding each position's writers (padded to the widest).
 
 Where each writer sits (`WriterSlots`) is fixed for a prompt; the vectors are
-either kept (`WriterTable`) or refilled from the decoder rows before each use
-(long prompts: 1.5 million writers would take gigabytes).
+either kept (`RowComputer` caches tables up to `writer_cache_mb`) or refilled from the
+decoder rows before each use (long prompts: 1.5 million writers would take gigabytes).
 """
 
 from __future__ import annotations

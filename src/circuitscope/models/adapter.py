@@ -66,14 +66,14 @@ class Recording:
         return {layer: self.cache[sites.mlp_out(layer)] for layer in self.frozen.attention}
 
 
-Replacement = Tensor | Callable[[Tensor], Tensor]
+MlpOutput = Tensor | Callable[[Tensor], Tensor]
 """An MLP output: a tensor [batch or 1, seq, d_model], or a function of the layer's
 live input [batch, seq, d_model] returning one (e.g. constants + a linear skip). The
 live input is the run's `live_input` site: the MLP input, or `resid_mid`."""
 
 MlpEdit = Callable[[Tensor, Tensor], Tensor]
 """A change to an MLP that still runs: (live input, its output), both
-[batch, seq, d_model] -> the output to use instead. The live input as for `Replacement`."""
+[batch, seq, d_model] -> the output to use instead. The live input as for `MlpOutput`."""
 
 
 @dataclass
@@ -81,7 +81,7 @@ class _RunPlan:
     record: bool
     keep_graph: bool
     frozen: FrozenState | None
-    mlp_out: Mapping[int, Replacement]
+    mlp_out: Mapping[int, MlpOutput]
     embed: Tensor | None
     capture: frozenset[str] = frozenset()
     mlp_edit: Mapping[int, MlpEdit] = field(default_factory=dict)
@@ -216,7 +216,7 @@ class ModelAdapter:
         record: bool = False,
         keep_graph: bool = False,
         frozen: FrozenState | None = None,
-        mlp_out: Mapping[int, Replacement] | None = None,
+        mlp_out: Mapping[int, MlpOutput] | None = None,
         embed: Tensor | None = None,
         capture: Collection[str] = (),
         unembed: bool = True,

@@ -14,6 +14,7 @@ import torch
 
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter
+from circuitscope.models.tokenizer import Tokenizer
 from circuitscope.testing.tiny_transcoders import config_for
 from circuitscope.transcoders.initialize import random_transcoder
 from circuitscope.transcoders.transcoder import Transcoder
@@ -27,7 +28,7 @@ SAMPLE_TEXT = (
 
 def sparse_random_transcoder(
     adapter: ModelAdapter,
-    tokenizer: object,
+    tokenizer: Tokenizer,
     kind: Literal["clt", "plt"] = "clt",
     n_features: int = 2048,
     l0: float = 30.0,
@@ -43,7 +44,7 @@ def sparse_random_transcoder(
         adapter, kind, n_features, dtype=dtype, training=note, input_site=input_site
     )
     transcoder = random_transcoder(config, seed=seed)
-    ids = torch.tensor([tokenizer(sample_text).input_ids])  # type: ignore[operator]
+    ids = torch.tensor([tokenizer(sample_text).input_ids])
     inputs = [sites.transcoder_input(input_site, i) for i in range(adapter.n_layers)]
     with torch.no_grad():
         cache = adapter.run(ids, capture=inputs).cache

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from circuitscope.data.collect import layer_sites
 from circuitscope.models import sites
-from circuitscope.models.adapter import ModelAdapter, Replacement
+from circuitscope.models.adapter import MlpOutput, ModelAdapter
 from circuitscope.transcoders.transcoder import Transcoder
 
 
@@ -73,7 +73,7 @@ class _Sums:
 
 def spliced_outputs(
     transcoder: Transcoder, clean_outputs: dict[int, Tensor]
-) -> dict[int, Replacement]:
+) -> dict[int, MlpOutput]:
     """Per layer, the MLP output of the closed-loop replacement model, for
     `adapter.run(mlp_out=..., live_input=transcoder.config.input_kind)`: ŷ computed from
     that very run's inputs (for a CLT, with what earlier layers' features wrote), skip

@@ -25,7 +25,7 @@ from circuitscope.transcoders.foreign import (
     write_side_config,
 )
 from circuitscope.transcoders.layer import B_DEC, B_ENC, THRESHOLD, W_DEC, W_ENC
-from circuitscope.transcoders.source import LayerSource
+from circuitscope.transcoders.source import LayerSource, LayerTensors
 
 
 def enc_file(folder: Path, layer: int) -> Path:
@@ -110,7 +110,7 @@ class CircuitTracerCltSource(LayerSource):
         return super().read_rows(layer, name, rows)
 
 
-def write_circuit_tracer_clt(transcoder: Any, folder: Path) -> Path:
+def write_circuit_tracer_clt(transcoder: LayerTensors, folder: Path) -> Path:
     """Write config.yaml, W_enc_{i}.safetensors and W_dec_{i}.safetensors."""
     config = transcoder.config
     _check_writable(config)

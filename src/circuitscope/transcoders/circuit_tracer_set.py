@@ -30,7 +30,7 @@ from circuitscope.transcoders.foreign import (
 from circuitscope.transcoders.gemmascope import npz_header, read_params
 from circuitscope.transcoders.hub import download_file
 from circuitscope.transcoders.layer import B_DEC, B_ENC, THRESHOLD, W_DEC, W_ENC, W_SKIP
-from circuitscope.transcoders.source import LayerSource
+from circuitscope.transcoders.source import LayerSource, LayerTensors
 
 CT_THRESHOLD = "activation_function.threshold"
 
@@ -140,11 +140,8 @@ def _activation(
     return "relu", {}
 
 
-def write_circuit_tracer_set(transcoder: object, folder: Path) -> Path:
+def write_circuit_tracer_set(transcoder: LayerTensors, folder: Path) -> Path:
     """Write config.yaml and layer_{i}.safetensors (circuit-tracer's layout)."""
-    from circuitscope.transcoders.transcoder import Transcoder
-
-    assert isinstance(transcoder, Transcoder)
     config = transcoder.config
     extra = _activation_yaml(config)
     folder.mkdir(parents=True, exist_ok=True)

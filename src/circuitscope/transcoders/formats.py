@@ -11,13 +11,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.transcoders.source import LayerSource
-
-if TYPE_CHECKING:
-    from circuitscope.transcoders.transcoder import Transcoder
+from circuitscope.transcoders.source import LayerSource, LayerTensors
 
 FORMATS = ("native", "circuit-tracer", "sparsify", "gemmascope")
 
@@ -100,10 +96,12 @@ def _circuit_tracer_reader(folder: Path) -> LayerSource:
     raise CircuitscopeError(f"{folder}/config.yaml: unknown model_kind {kind!r}")
 
 
-def write_format(transcoder: Transcoder, folder: Path, format: str) -> Path:
+def write_format(transcoder: LayerTensors, folder: Path, format: str) -> Path:
     """Write `transcoder` to `folder` in `format` (one of FORMATS), layer by layer."""
     if format == "native":
-        return transcoder.save(folder)
+        from circuitscope.transcoders.native_io import write_native
+
+        return write_native(transcoder, folder)
     if format == "circuit-tracer":
         if transcoder.config.kind == "clt":
             from circuitscope.transcoders.circuit_tracer_clt import write_circuit_tracer_clt

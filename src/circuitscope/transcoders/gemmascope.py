@@ -26,7 +26,7 @@ from circuitscope.transcoders.foreign import (
     write_side_config,
 )
 from circuitscope.transcoders.layer import B_DEC, B_ENC, THRESHOLD, W_DEC, W_ENC
-from circuitscope.transcoders.source import LayerSource
+from circuitscope.transcoders.source import LayerSource, LayerTensors
 
 KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 
@@ -119,11 +119,8 @@ class GemmaScopeSource(LayerSource):
         return read_params(self.files[layer])
 
 
-def write_gemmascope(transcoder: object, folder: Path) -> Path:
+def write_gemmascope(transcoder: LayerTensors, folder: Path) -> Path:
     """Write layer_{l}/params.npz per layer (float32 when the weights are bfloat16)."""
-    from circuitscope.transcoders.transcoder import Transcoder
-
-    assert isinstance(transcoder, Transcoder)
     config = transcoder.config
     _check_writable(config)
     folder.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor
 
@@ -19,11 +19,8 @@ from circuitscope.errors import CircuitscopeError
 from circuitscope.transcoders import safetensors_files as st
 from circuitscope.transcoders.config import FORMAT_NAME, TranscoderConfig
 from circuitscope.transcoders.layer import expected_shapes
-from circuitscope.transcoders.source import LayerSource
+from circuitscope.transcoders.source import LayerSource, LayerTensors
 from circuitscope.transcoders.validation import check_layer_header
-
-if TYPE_CHECKING:
-    from circuitscope.transcoders.transcoder import Transcoder
 
 CONFIG_FILE = "config.json"
 
@@ -93,7 +90,7 @@ class NativeSource(LayerSource):
         return st.read_rows(layer_file(self.location, layer), name, rows)
 
 
-def write_native(transcoder: Transcoder, folder: Path) -> Path:
+def write_native(transcoder: LayerTensors, folder: Path) -> Path:
     """Write `transcoder` to `folder` layer by layer (a lazy one is never fully in memory)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = transcoder.config

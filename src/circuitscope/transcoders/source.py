@@ -9,10 +9,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Protocol
 
 from torch import Tensor
 
 from circuitscope.transcoders.config import TranscoderConfig
+
+
+class LayerTensors(Protocol):
+    """What a file writer needs of a transcoder: its config and each layer's tensors (a
+    `Transcoder` is one). Writers take this, not `Transcoder`, so the format modules never
+    import the module that opens them."""
+
+    config: TranscoderConfig
+
+    def read_layer_tensors(self, layer: int) -> dict[str, Tensor]: ...
 
 
 class LayerSource(ABC):

@@ -27,7 +27,7 @@ from circuitscope.transcoders.foreign import (
 )
 from circuitscope.transcoders.layer import B_DEC, B_ENC, W_DEC, W_ENC, W_SKIP
 from circuitscope.transcoders.native_io import read_json
-from circuitscope.transcoders.source import LayerSource
+from circuitscope.transcoders.source import LayerSource, LayerTensors
 
 CFG, WEIGHTS = "cfg.json", "sae.safetensors"
 
@@ -125,7 +125,7 @@ class SparsifySource(LayerSource):
         return super().read_rows(layer, name, rows)
 
 
-def write_sparsify(transcoder: Any, folder: Path) -> Path:
+def write_sparsify(transcoder: LayerTensors, folder: Path) -> Path:
     """Write one `layers.{l}.mlp` folder (`h.{l}.mlp` for GPT-2) per layer."""
     config = transcoder.config
     _check_writable(config)

@@ -13,10 +13,10 @@ from circuitscope.errors import CircuitscopeError
 from circuitscope.models import sites
 from circuitscope.transcoders.config import INPUT_KINDS, TranscoderConfig
 from circuitscope.transcoders.layer import expected_shapes
+from circuitscope.transcoders.source import LayerTensors
 
 if TYPE_CHECKING:
     from circuitscope.models.adapter import ModelAdapter
-    from circuitscope.transcoders.transcoder import Transcoder
 
 
 def check_layer_header(
@@ -98,7 +98,7 @@ def model_mismatches(config: TranscoderConfig, adapter: ModelAdapter) -> list[st
     return problems
 
 
-def check_against_model(transcoder: Transcoder | TranscoderConfig, adapter: ModelAdapter) -> None:
+def check_against_model(transcoder: LayerTensors | TranscoderConfig, adapter: ModelAdapter) -> None:
     """Raise CircuitscopeError listing every mismatch between a transcoder and a model."""
     config = transcoder if isinstance(transcoder, TranscoderConfig) else transcoder.config
     problems = model_mismatches(config, adapter)

@@ -20,7 +20,7 @@ from circuitscope.attribution.outside_blocks import OutsideBlocks
 
 
 @dataclass(frozen=True)
-class Scores:
+class InfluenceEstimate:
     scores: Tensor
     """[n_nodes] the estimated influence of every column's source (and logits)."""
     outside_bound: float
@@ -36,7 +36,7 @@ def influence_scores(
     blocks: OutsideBlocks | None = None,
     max_steps: int = 256,
     chunk: int = 512,
-) -> Scores:
+) -> InfluenceEstimate:
     """values [r, n_nodes] rows over every node as a column; nodes [r] each row's node;
     weights [n_nodes] logit weights (nonzero on logit nodes, which must have rows);
     totals [r] each row's sum of |edge| over every source, columns or not (by default
@@ -53,7 +53,7 @@ def influence_scores(
     bounds = [] if outside_max is None else [float(coefficients @ outside_max)]
     if blocks is not None:
         bounds.append(blocks.bound(coefficients))
-    return Scores(scores, min(bounds, default=0.0))
+    return InfluenceEstimate(scores, min(bounds, default=0.0))
 
 
 def _row_sums(values: Tensor, chunk: int) -> Tensor:
