@@ -1,5 +1,7 @@
 """A group's predicted effect: the graph's linear model, and the local replacement model."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -86,3 +88,28 @@ def test_group_effect_matches_the_local_replacement_model(traced):
     measured = measure_logit_changes(context, [group], settings, clean, 4)[0]
     assert predicted.abs().max() > 1e-6
     assert torch.allclose(measured, predicted, rtol=1e-6, atol=1e-9 * float(predicted.abs().max()))
+
+
+def test_one_node_groups_check_as_validate_measures_them(traced):
+    """check_groups on single features gives validate's ablation prediction and measurement."""
+    from circuitscope.interventions.group_validation import GroupCheckSettings, check_groups
+    from circuitscope.interventions.validation import ValidationSettings, top_nodes, validate_graph
+
+    ranked = torch.linspace(1.0, 0.0, traced.graph.n_nodes)  # validate ranks nodes by it
+    graph = dataclasses.replace(traced.graph, node_influence=ranked)
+    context = ValidationContext(
+        traced.adapter, traced.transcoder, graph, graph, traced.directions()
+    )
+    report = validate_graph(context, ValidationSettings(top_n=6, check_edges=False))
+    nodes = top_nodes(graph, graph, 6)
+    assert all(int(graph.node_kind[n]) == FEATURE for n in nodes)
+    checked = check_groups(context, [torch.tensor([n]) for n in nodes], GroupCheckSettings())
+    rows = checked["groups"]
+    expected = report["nodes"]
+    assert [r["predicted"] for r in rows] == pytest.approx(
+        [e["predicted_ablation"] for e in expected]
+    )
+    assert [r["measured"] for r in rows] == pytest.approx(
+        [e["measured_ablation"] for e in expected]
+    )
+    assert checked["agreement"]["n"] == 6
