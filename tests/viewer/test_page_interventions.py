@@ -92,3 +92,36 @@ def test_a_supernode_is_its_members_and_bad_requests_are_refused(trace_dir):
     ]:  # fmt: skip
         with pytest.raises(CircuitscopeError, match=message):
             parse_request(request, document)
+
+
+def test_a_supernode_is_intervened_on_from_the_page(chromium, trace_dir, serve):
+    source = open_source(trace_dir)
+    features = sorted(
+        (
+            n
+            for n in read_document(source)["nodes"]
+            if n["feature_type"] == "cross layer transcoder"
+        ),
+        key=lambda n: n["influence"],
+    )
+    a, b = features[0]["node_id"], features[1]["node_id"]
+    expected = InterventionBackend().run(
+        source, {"interventions": [{"nodes": [a, b], "operation": "scale", "value": -3.0}]}
+    )["top_tokens"]["intervened"]
+    served = serve(trace_dir)
+    chromium.get(served.url + f"#pinned={a},{b}")
+    wait_ready(chromium)
+    chromium.execute_script("window.circuitscope.state.supernodes = [['pair', arguments[0], "
+                            "arguments[1]]]", a, b)  # fmt: skip
+    chromium.find_element(By.ID, "ungroup").click()  # re-renders the pane (nothing selected)
+    chromium.find_element(By.CSS_SELECTOR, '#subgraph-svg g[data-key="sn:pair"]').click()
+    assert "pair" in chromium.find_element(By.ID, "intervene-target").text
+    Select(chromium.find_element(By.ID, "intervene-op")).select_by_value("scale")
+    value = chromium.find_element(By.ID, "intervene-value")
+    value.clear()
+    value.send_keys("-3")
+    chromium.find_element(By.ID, "run-intervention").click()
+    summary = wait_for(chromium, "document.getElementById('intervention-summary')", timeout=60)
+    assert int(summary.get_attribute("data-intervened-top")) == expected[0]["id"]
+    rows = chromium.find_elements(By.CSS_SELECTOR, "#intervention-table tr")
+    assert len(rows) == 1 + len(expected)

@@ -75,3 +75,27 @@ def test_the_subgraph_exports_as_svg_and_png(chromium, trace_dir, serve):
     width = int.from_bytes(png[16:20], "big")
     pane = chromium.find_element(By.ID, "subgraph-svg").size["width"]
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and width == 2 * pane
+
+
+def test_a_supernodes_links_are_its_members_summed(chromium, trace_dir, serve):
+    document = json.loads((trace_dir / "capital.json").read_text())
+    served = serve(trace_dir)
+    chromium.get(served.url)
+    wait_ready(chromium)
+    logit = next(n["node_id"] for n in document["nodes"] if n["is_target_logit"])
+    a, b, c = features(trace_dir)[:3]
+    chromium.execute_script(
+        "const s = window.circuitscope.state; s.pinned = arguments[0];"
+        "s.supernodes = [['pair', arguments[1], arguments[2]]];",
+        [a, b, c, logit],
+        a,
+        b,
+    )
+    shown = chromium.execute_script("return window.circuitscope.subgraphLinks()")
+    links = {(x["source"], x["target"]): x["weight"] for x in shown}
+    weight = {(x["source"], x["target"]): x["weight"] for x in document["links"]}
+    summed = weight.get((a, logit), 0.0) + weight.get((b, logit), 0.0)
+    assert summed != 0 and links[("sn:pair", logit)] == pytest.approx(summed, rel=1e-12)
+    into_c = weight.get((a, c), 0.0) + weight.get((b, c), 0.0)
+    assert links.get(("sn:pair", c), 0.0) == pytest.approx(into_c, rel=1e-12, abs=0)
+    assert ("sn:pair", "sn:pair") not in links and (a, logit) not in links

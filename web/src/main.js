@@ -11,7 +11,7 @@ import { drawBase, drawOverlay, hitIndex, nodeAt, sizeCanvas } from "./draw.js";
 import { buildModel, featureIndex, nodeTitle, visibleNodes } from "./graph_model.js";
 import { computeLayout } from "./layout.js";
 import { selectionScores } from "./scores.js";
-import { renderSubgraph } from "./subgraph.js";
+import { itemLinks, renderSubgraph, subgraphItems } from "./subgraph.js";
 import { exportPng, exportSvg, subgraphPngUrl, subgraphSvgText } from "./export.js";
 
 const $ = (id) => document.getElementById(id);
@@ -25,6 +25,9 @@ window.circuitscope = {
   state, timings, redraw: () => draw(), ready: false, error: null,
   subgraphSvg: () => subgraphSvgText($("subgraph-svg")),
   subgraphPng: () => subgraphPngUrl($("subgraph-svg")),
+  subgraphLinks: () =>
+    itemLinks(subgraphItems(state.model, state.pinned, state.supernodes))
+      .map((l) => ({ source: l.source.key, target: l.target.key, weight: l.weight })),
 };
 
 function showError(message) {
