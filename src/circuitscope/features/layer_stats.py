@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuitscope.features.ranges import MIN_EXPONENT, bin_of, grown_exponent, rebin_counts
+from circuitscope.errors import CircuitscopeError
+from circuitscope.features.ranges import MIN_EXPONENT, bin_of, exponent_of, rebin_counts
 from circuitscope.features.selection import descending_key, sample_key
 from circuitscope.features.tables import SlotTable
 
@@ -30,6 +31,16 @@ class StatsSettings:
     histogram_bins: int = 256
     before: int = 24
     after: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("n_intervals", "histogram_bins"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise CircuitscopeError(f"{name} must be a power of two, got {value}")
+        if self.n_intervals > self.histogram_bins or min(self.top_k, self.per_interval) < 1:
+            raise CircuitscopeError("need intervals <= histogram bins, top-k and per-interval >= 1")
+        if min(self.before, self.after) < 0:
+            raise CircuitscopeError("tokens before and after the peak cannot be negative")
 
     @property
     def width(self) -> int:
@@ -65,46 +76,52 @@ class LayerStats:
         """Add a batch. acts: [B, T, F] float32 (position 0 of each context is skipped),
         input_ids: [B, T], first_position: global position of token 0 of context 0;
         contexts are consecutive (context b starts at first_position + b·T)."""
-        length = acts.shape[1]
-        body = acts[:, 1:]
-        b, t, f = (body > 0).nonzero(as_tuple=True)
-        t = t + 1
-        value = acts[b, t, f]
+        length, n_features = acts.shape[1], acts.shape[2]
+        body = acts[:, 1:].reshape(-1, n_features)  # [N, F], N = B·(T - 1)
+        flat = body.reshape(-1)
+        where = flat.nonzero().flatten()
+        value = flat[where]
+        row, f = where // n_features, where % n_features
+        b, t = row // (length - 1), row % (length - 1) + 1
         position = first_position + b * length + t
-        self.count += torch.bincount(f, minlength=len(self.count))
-        grown = grown_exponent(self.exponent, f, value)
+        self.count += torch.bincount(f, minlength=n_features)
+        batch_max = body.amax(dim=0)
+        seen = torch.where(batch_max > 0, exponent_of(batch_max), MIN_EXPONENT)
+        grown = torch.maximum(self.exponent, seen)
         shift, self.exponent = grown - self.exponent, grown
         self.histogram = rebin_counts(self.histogram, shift)
         n_bins = settings.histogram_bins
-        flat = f * n_bins + bin_of(value, self.exponent[f], n_bins)
-        counts = torch.bincount(flat, minlength=self.histogram.numel())
+        fine = bin_of(value, self.exponent[f], n_bins)
+        counts = torch.bincount(f * n_bins + fine, minlength=self.histogram.numel())
         self.histogram += counts.view_as(self.histogram)
 
         def windows(i: Tensor) -> tuple[Tensor, Tensor]:
             return _windows(acts, input_ids, b[i], t[i], f[i], settings)
 
-        self._offer_top(body, b, t, f, value, position, windows, settings)
-        self._offer_samples(f, value, position, windows, settings, shift)
+        self._offer_top(body, f, value, position, windows, settings)
+        interval = fine >> (n_bins.bit_length() - settings.n_intervals.bit_length())
+        self._offer_samples(f, interval, value, position, windows, settings, shift)
 
-    def _offer_top(self, body, b, t, f, value, position, windows, settings) -> None:  # noqa: ANN001
-        """Only entries at least the batch's k-th largest value of their feature can enter."""
-        flat = body.reshape(-1, body.shape[-1])
-        k = min(settings.top_k, flat.shape[0])
-        kth = flat.topk(k, dim=0).values[-1] if k else torch.zeros(flat.shape[1])
+    def _offer_top(self, body, f, value, position, windows, settings) -> None:  # noqa: ANN001
+        """Entries below the kept k-th value cannot enter; when many remain (early in the
+        stream), neither can those below the batch's own k-th value of their feature."""
         key = descending_key(value)
-        ok = (value >= kth[f]) & (key <= self.top.threshold()[f])
-        chosen = ok.nonzero().flatten()
+        chosen = (key <= self.top.threshold()[f]).nonzero().flatten()
+        k = min(settings.top_k, body.shape[0])
+        if len(chosen) > k * body.shape[1]:
+            kth = body.topk(k, dim=0).values[-1]
+            chosen = chosen[value[chosen] >= kth[f[chosen]]]
         self.top.offer(
             f[chosen], key[chosen], position[chosen], value[chosen], lambda i: windows(chosen[i])
         )
 
-    def _offer_samples(self, f, value, position, windows, settings, shift) -> None:  # noqa: ANN001
+    def _offer_samples(self, f, interval, value, position, windows, settings, shift) -> None:  # noqa: ANN001
         q = settings.n_intervals
         grew = (shift > 0).nonzero().flatten()
         if len(grew):  # bins merged: move kept samples first, so thresholds are the merged bins'
             rows = (grew.unsqueeze(1) * q + torch.arange(q)).flatten()
             self.samples.move(rows, self.sample_slots(settings))
-        slot = f * q + bin_of(value, self.exponent[f], q)
+        slot = f * q + interval
         key = sample_key(self.feature_ids[f], position)
         chosen = (key <= self.samples.threshold()[slot]).nonzero().flatten()
         self.samples.offer(

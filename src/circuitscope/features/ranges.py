@@ -27,14 +27,6 @@ def bin_of(values: Tensor, exponent: Tensor, n_bins: int) -> Tensor:
     return scaled.floor().long().clamp(0, n_bins - 1)
 
 
-def grown_exponent(exponent: Tensor, feature: Tensor, values: Tensor) -> Tensor:
-    """[F] the exponents after seeing `values` of features `feature` ([n] each)."""
-    grown = exponent.clone()
-    if len(values):
-        grown.scatter_reduce_(0, feature, exponent_of(values), reduce="amax")
-    return grown
-
-
 def rebin_counts(counts: Tensor, shift: Tensor) -> Tensor:
     """counts [F, n] rebinned after each feature's range grew by 2^shift ([F] int64)."""
     changed = (shift > 0).nonzero().flatten()

@@ -1,0 +1,158 @@
+"""Tokens per second of the feature-card pass against the model's forward pass alone.
+
+    .venv/bin/python benchmarks/features.py                 # SmolLM2-135M, 30 x 1024 PLT and CLT
+    .venv/bin/python benchmarks/features.py --tokens 8192 --n-features 4096
+
+Both run on the same packed contexts of the default corpus. "forward" is
+`adapter.run(ids, unembed=False)`: the model up to its final norm, which is what
+the pass needs (no unembedding), with no site captured: the bound. "pass" is
+`collect_stats` (capture of every layer's transcoder input, encoding, top-k
+tables, interval samples, histograms, densities). Each is timed `--repeats` times,
+alternating, and the best time is kept (the machine is shared). Then the cards
+are made and written once (logit effects, decoding, files), timed apart: that
+cost depends on the number of features, not on the corpus. The transcoders are
+random with calibrated thresholds (`sparse_random_transcoder`, L0 about `--l0`).
+Writes benchmarks/results/features-<date>-<machine>.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from circuitscope.data.corpus import iter_documents
+from circuitscope.data.packing import batched, pack_contexts
+from circuitscope.features.build import all_features, make_cards
+from circuitscope.features.files import write_cards
+from circuitscope.features.layer_stats import StatsSettings
+from circuitscope.features.stream import collect_stats
+from circuitscope.models.loading import load_model
+from circuitscope.testing.sparse_random import sparse_random_transcoder
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def forward_seconds(adapter, batches: list[torch.Tensor]) -> float:
+    start = time.perf_counter()
+    with torch.no_grad():
+        for ids in batches:
+            adapter.run(ids, unembed=False)
+    return time.perf_counter() - start
+
+
+def pass_seconds(adapter, transcoder, batches: list[torch.Tensor], settings: StatsSettings):
+    n = sum(len(b) for b in batches)
+    start = time.perf_counter()
+    stats = collect_stats(
+        adapter, transcoder, batches, n, all_features(transcoder), settings, progress=False
+    )
+    return time.perf_counter() - start, stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--context-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--n-features", type=int, default=1024)
+    parser.add_argument("--l0", type=float, default=50.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--kinds", nargs="+", default=["plt", "clt"])
+    parser.add_argument("--machine", default="cpu-2core-shared")
+    args = parser.parse_args()
+
+    loaded = load_model(args.model)
+    adapter, tokenizer = loaded.adapter, loaded.tokenizer
+    n_contexts = -(-args.tokens // (args.context_length - 1))
+    contexts = pack_contexts(iter_documents(["default"], "all"), tokenizer, args.context_length)
+    batches = []
+    for batch in batched(contexts, args.batch_size):
+        batches.append(batch[: n_contexts - sum(len(b) for b in batches)])
+        if sum(len(b) for b in batches) >= n_contexts:
+            break
+    tokens = sum(len(b) for b in batches) * (args.context_length - 1)
+    settings = StatsSettings()
+    rows = []
+    for kind in args.kinds:
+        transcoder = sparse_random_transcoder(adapter, tokenizer, kind, args.n_features, args.l0)
+        forward_seconds(adapter, batches[:1])  # warm-up
+        forward, full = [], []
+        stats = None
+        for _ in range(args.repeats):
+            forward.append(forward_seconds(adapter, batches))
+            seconds, stats = pass_seconds(adapter, transcoder, batches, settings)
+            full.append(seconds)
+        assert stats is not None
+        start = time.perf_counter()
+        cards = make_cards(loaded, transcoder, stats, kind, 10)
+        with tempfile.TemporaryDirectory() as folder:
+            write_cards(Path(folder), cards, transcoder.config.n_features, {})
+            size = sum(p.stat().st_size for p in Path(folder).iterdir())
+        card_seconds = time.perf_counter() - start
+        fired = sum(int((s.count > 0).sum()) for s in stats.layers.values())
+        row = {
+            "kind": kind,
+            "layers": adapter.n_layers,
+            "n_features": args.n_features,
+            "tokens": tokens,
+            "forward_tokens_per_s": tokens / min(forward),
+            "pass_tokens_per_s": tokens / min(full),
+            "ratio": min(forward) / min(full),
+            "forward_seconds": forward,
+            "pass_seconds": full,
+            "cards_seconds": card_seconds,
+            "cards": len(cards),
+            "features_fired": fired,
+            "files_mb": size / 2**20,
+        }
+        rows.append(row)
+        print(
+            f"{kind}: forward {row['forward_tokens_per_s']:.0f} tok/s, pass "
+            f"{row['pass_tokens_per_s']:.0f} tok/s (ratio {row['ratio']:.2f}); "
+            f"{len(cards)} cards made and written in {card_seconds:.1f} s ({size / 2**20:.1f} MB)"
+        )
+    write_results(rows, args)
+
+
+def write_results(rows: list[dict], args: argparse.Namespace) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"features-{date.today()}-{args.machine}"
+    meta = {
+        "model": args.model,
+        "context_length": args.context_length,
+        "batch_size": args.batch_size,
+        "l0": args.l0,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    lines = [
+        f"# Feature-card pass vs forward pass ({args.model}, {date.today()}, {args.machine})",
+        "",
+        f"Context length {args.context_length}, batch {args.batch_size} contexts, random "
+        f"transcoders with L0 about {args.l0}; best of {args.repeats}; shared machine.",
+        "",
+        "| transcoder | tokens | forward tok/s | pass tok/s | pass / forward | cards | cards s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['layers']} x {r['n_features']} {r['kind'].upper()} | {r['tokens']} | "
+            f"{r['forward_tokens_per_s']:.0f} | {r['pass_tokens_per_s']:.0f} | {r['ratio']:.2f} | "
+            f"{r['cards']} | {r['cards_seconds']:.1f} |"
+        )
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {stem}.md and .json")
+
+
+if __name__ == "__main__":
+    main()
