@@ -99,3 +99,27 @@ def test_a_supernodes_links_are_its_members_summed(chromium, trace_dir, serve):
     into_c = weight.get((a, c), 0.0) + weight.get((b, c), 0.0)
     assert links.get(("sn:pair", c), 0.0) == pytest.approx(into_c, rel=1e-12, abs=0)
     assert ("sn:pair", "sn:pair") not in links and (a, logit) not in links
+
+
+def test_suggested_supernodes_are_offered_and_accepted(chromium, trace_dir, serve):
+    from circuitscope.graph.supernodes_files import FORMAT, write_suggestions
+
+    a, b, c = features(trace_dir)[:3]
+    groups = [
+        {"label": "Texas", "members": [a, b], "evidence": {}, "check": None},
+        {"label": "capitals", "members": [c, "no_such_node"], "evidence": {}, "check": None},
+    ]
+    write_suggestions({"format": FORMAT, "version": 1, "graph": "pruned", "method": "ours",
+                       "threshold": 0.25, "groups": groups, "coverage": {}, "check": None},
+                      trace_dir)  # fmt: skip
+    served = serve(trace_dir)
+    chromium.get(served.url)
+    wait_ready(chromium)
+    buttons = chromium.find_elements(By.CSS_SELECTOR, "#suggestions .suggestion")
+    assert [b_.text for b_ in buttons] == ["+ Texas (2)", "+ capitals (2)"]
+    buttons[1].click()
+    buttons[0].click()
+    state = chromium.execute_script(
+        "const s = window.circuitscope.state; return [s.supernodes, s.pinned]"
+    )
+    assert state == [[["capitals", c], ["Texas", a, b]], [c, a, b]]

@@ -266,6 +266,32 @@ function unpin() {
   afterSelectionChange();
 }
 
+// Groups suggested by `circuitscope supernodes`: one button each, accepting adds it.
+function renderSuggestions(groups) {
+  const box = $("suggestions");
+  box.replaceChildren();
+  const usable = (groups || []).filter((g) => g.members.some((id) => state.model.byId.has(id)));
+  if (!usable.length) return;
+  box.append("suggested: ");
+  for (const g of usable) {
+    const check = g.check ? (g.check.passed ? " (checked on the model: passed)" : " (checked on the model: failed)") : "";
+    box.append(el("button", {
+      class: "suggestion", text: `+ ${g.label} (${g.members.length})`,
+      title: "add this suggested supernode" + check,
+      onclick: () => acceptSuggestion(g),
+    }));
+  }
+}
+
+function acceptSuggestion(g) {
+  const members = g.members.filter((id) => state.model.byId.has(id));
+  let label = g.label || "suggested";
+  while (state.supernodes.some((s) => s[0] === label)) label += "'";
+  state.supernodes.push([label, ...members]);
+  for (const id of members) if (!state.pinned.includes(id)) state.pinned.push(id);
+  afterSelectionChange();
+}
+
 // --- saving and URL state -------------------------------------------------------------
 async function save() {
   if (api.embedded) return setStatus("this file is a snapshot: saving needs `circuitscope serve`");
@@ -395,6 +421,7 @@ async function openGraph(gid, hash) {
   draw();
   renderSide();
   renderSubgraphPane();
+  renderSuggestions(doc.suggestions);
   renderIntervene();
   writeHash();
   window.circuitscope.ready = true;

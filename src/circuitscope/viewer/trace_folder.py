@@ -13,16 +13,15 @@ or `features/` inside the trace folder).
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from circuitscope.errors import CircuitscopeError
+from circuitscope.graph import trace_folder as folders
 from circuitscope.graph.neuronpedia import schema_problems
 
-TRACE_FILES = {"graph.json", "pruned.json", "config.json", "labels.json"}
 MAX_LABEL_CHARS = 500
 LINK_TYPES = ("inputs", "outputs", "both")
 _write_lock = threading.Lock()
@@ -41,6 +40,8 @@ class GraphSource:
     labels_path: Path
     features_dir: Path | None
     """Feature cards for this graph, if any."""
+    is_trace: bool = True
+    """A trace folder (else a lone JSON file, beside files that are not its own)."""
 
     @property
     def config_path(self) -> Path:
@@ -54,17 +55,12 @@ def open_source(path: str | Path, features: str | Path | None = None) -> GraphSo
         folder, json_path = path.parent, path
         labels = folder / f"{path.stem}.labels.json"
     elif path.is_dir():
-        folder, json_path, labels = path, _graph_json_in(path), path / "labels.json"
+        folder, json_path = path, folders.document_path(path)
+        labels = path / folders.LABELS_FILE
     else:
         raise CircuitscopeError(f"{path}: no such trace folder or graph JSON file")
-    return GraphSource(path.name, folder, json_path, labels, _features_dir(folder, features))
-
-
-def _graph_json_in(folder: Path) -> Path | None:
-    """The attribution-graph JSON of a trace folder: its only other *.json file."""
-    candidates = sorted(p for p in folder.glob("*.json") if p.name not in TRACE_FILES)
-    candidates = [p for p in candidates if not p.name.endswith(".labels.json")]
-    return candidates[0] if candidates else None
+    features_dir = _features_dir(folder, features)
+    return GraphSource(path.name, folder, json_path, labels, features_dir, path.is_dir())
 
 
 def _features_dir(folder: Path, features: str | Path | None) -> Path | None:
@@ -92,7 +88,23 @@ def read_document(source: GraphSource) -> dict[str, Any]:
         )
     document["labels"] = read_labels(source)
     document["featureLabels"] = read_feature_labels(source)
+    document["suggestions"] = read_suggested_groups(source)
     return document
+
+
+def read_suggested_groups(source: GraphSource) -> list[dict[str, Any]]:
+    """The groups `circuitscope supernodes` suggested for this graph ([] when none); each
+    {"label", "members": [node_id...], "check": {...} | null}."""
+    from circuitscope.graph.supernodes_files import read_suggestions
+
+    if not source.is_trace or not (source.folder / folders.SUPERNODES_FILE).is_file():
+        return []
+    groups = read_suggestions(source.folder).get("groups", [])
+    return [
+        {"label": str(g.get("label", "")), "members": [str(m) for m in g.get("members", [])],
+         "check": g.get("check")}
+        for g in groups if isinstance(g, dict)
+    ]  # fmt: skip
 
 
 def read_feature_labels(source: GraphSource) -> dict[str, str]:
@@ -128,12 +140,14 @@ def save_state(source: GraphSource, q_params: Any, labels: Any) -> None:
         document = read_document(source)
         document.pop("labels")
         document.pop("featureLabels")
+        document.pop("suggestions")
         document["qParams"] = {**document["qParams"], **q_params}
         assert source.json_path is not None
-        _atomic_write(source.json_path, json.dumps(document))
+        folders.write_atomically(source.json_path, json.dumps(document))
         merged = {**read_labels(source), **labels}
         merged = {key: value for key, value in merged.items() if value.strip()}
-        _atomic_write(source.labels_path, json.dumps(merged, indent=1, ensure_ascii=False))
+        text = json.dumps(merged, indent=1, ensure_ascii=False)
+        folders.write_atomically(source.labels_path, text)
 
 
 def check_q_params(q_params: Any) -> dict[str, Any]:
@@ -215,9 +229,3 @@ def served_file(source: GraphSource, relative: str) -> Path:
     if not target.is_relative_to(root) or not target.is_file():
         raise CircuitscopeError(f"not a file of this graph: {relative!r}")
     return target
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
