@@ -137,3 +137,20 @@ def test_a_circuit_tracer_resid_mid_clt_converts_inspects_and_traces(
         graphs.append(load_graph(out))
     assert graphs[0].n_features > 0
     torch.testing.assert_close(graphs[0].edges, graphs[1].edges, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("bos", ["auto", "never"])
+def test_run_and_trace_report_the_same_probabilities(folders, tmp_path, capsys, bos):
+    """One attention-sink policy for every command that runs the model."""
+    model, transcoder = folders
+    assert main(["run", str(model), "The capital of France is", "--top-k", "3", "--bos", bos]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert ("<bos> first" in printed[0]) == (bos == "auto")
+    probabilities = [float(line.split()[-1]) for line in printed[1:4]]
+    out = tmp_path / "g"
+    args = ["trace", str(model), str(transcoder), "The capital of France is", "-o", str(out)]
+    assert main([*args, "--no-progress", "--bos", bos, "--max-n-logits", "3"]) == 0
+    graph = load_graph(out)
+    traced = graph.node_value[graph.n_sources :].tolist()
+    assert traced == pytest.approx(probabilities[: len(traced)], abs=6e-5)
+    assert graph.metadata["bos_prepended"] == (bos == "auto")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitscope.data.packing import batched, bos_id, pack_contexts, token_stream
+from circuitscope.data.packing import batched, pack_contexts, token_stream
 from circuitscope.errors import CircuitscopeError
+from circuitscope.models.tokenizer import sink_token_id
 from circuitscope.testing.tiny_models import tiny_tokenizer
 
 
@@ -35,4 +36,4 @@ def test_bad_context_length_and_missing_bos():
         eos_token_id = None
 
     with pytest.raises(CircuitscopeError, match="neither a BOS"):
-        bos_id(NoSpecials())
+        sink_token_id(NoSpecials())  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.models.tokenizer import Tokenizer
+from circuitscope.models.tokenizer import Tokenizer, sink_token_id
 
 BosPolicy = Literal["auto", "always", "never"]
 
@@ -29,14 +29,10 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str, bos: BosPolicy = "auto") -> tu
     """([1, seq] ids, whether a BOS was prepended)."""
     check_prompt(prompt)
     ids: list[int] = tokenizer(prompt).input_ids
-    bos_id = getattr(tokenizer, "bos_token_id", None)
-    if bos_id is None:
-        bos_id = getattr(tokenizer, "eos_token_id", None)
-    prepend = bos != "never" and (bos == "always" or not ids or ids[0] != bos_id)
+    sink = sink_token_id(tokenizer) if bos != "never" else None
+    prepend = sink is not None and (bos == "always" or not ids or ids[0] != sink)
     if prepend:
-        if bos_id is None:
-            raise CircuitscopeError("the tokenizer has no BOS (or EOS) token to prepend")
-        ids = [int(bos_id), *ids]
+        ids = [int(sink), *ids]
     if len(ids) < 2:
         raise CircuitscopeError("the prompt needs at least one token after the BOS")
     return torch.tensor([ids]), prepend

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from circuitscope.attribution.targets import TargetChoice
 from circuitscope.attribution.visit import AttributionLimits
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
-from circuitscope.commands.options import ModelOptions
+from circuitscope.commands.options import BosOption, ModelOptions
 from circuitscope.graph.prune import PruningThresholds
 
 if TYPE_CHECKING:
@@ -18,15 +18,13 @@ if TYPE_CHECKING:
 
 
 @dataclass(kw_only=True)
-class TraceConfig(AttributionLimits, PruningThresholds, TargetChoice, ModelOptions):
+class TraceConfig(BosOption, AttributionLimits, PruningThresholds, TargetChoice, ModelOptions):
     transcoder: str = positional()
     """The transcoder: a circuitscope folder, another supported format, or a hub id."""
     prompt: str = positional()
     """The text whose next token the graph explains."""
     output: str = field(default="graph", metadata={"short": "-o"})
     """Folder for the graph files: a new folder, or a previous trace folder (replaced)."""
-    bos: Literal["auto", "always", "never"] = "auto"
-    """Prepend the BOS token: auto (when the tokenizer adds none), always, never."""
     slug: str = ""
     """Name of the graph in the Neuronpedia JSON (default: from the prompt)."""
     progress: bool = True

@@ -6,11 +6,11 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
-from circuitscope.commands.options import ModelOptions
+from circuitscope.commands.options import BosOption, ModelOptions
 from circuitscope.errors import CircuitscopeError
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(kw_only=True)
-class InterveneConfig(ModelOptions):
+class InterveneConfig(BosOption, ModelOptions):
     transcoder: str = positional()
     """The transcoder whose features are intervened on."""
     prompt: str = positional()
@@ -48,8 +48,6 @@ class InterveneConfig(ModelOptions):
     """Show this many most likely next tokens."""
     top_features: int = 15
     """Show this many features whose activation changed the most."""
-    bos: Literal["auto", "always", "never"] = "auto"
-    """Prepend the BOS token: auto (when the tokenizer adds none), always, never."""
     output: str = field(default="", metadata={"short": "-o"})
     """Also write the result as JSON to this file."""
 

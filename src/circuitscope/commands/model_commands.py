@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
-from circuitscope.commands.options import ModelOptions
+from circuitscope.commands.options import BosOption, ModelOptions
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models.architectures import SUPPORTED
 from circuitscope.models.gguf_cache import BUNDLED_NAME, cache_root
@@ -68,7 +68,7 @@ def _bos_description(tokenizer: object) -> str:
 
 
 @dataclass(kw_only=True)
-class RunConfig(ModelOptions):
+class RunConfig(BosOption, ModelOptions):
     prompt: str = positional()
     """The text whose next token to predict."""
     top_k: int = 10
@@ -79,19 +79,20 @@ def run_command(config: RunConfig) -> int:
     """Print a model's most likely next tokens for a prompt."""
     import torch
 
+    from circuitscope.attribution.prompts import check_prompt, prompt_ids
     from circuitscope.models.loading import load_model
 
-    if not config.prompt.strip():
-        raise CircuitscopeError("empty prompt: give the text whose next token to predict")
+    check_prompt(config.prompt)
     if config.top_k < 1:
         raise CircuitscopeError(f"--top-k must be at least 1, got {config.top_k}")
     loaded = load_model(config.model, device=config.device, dtype=config.dtype)
-    ids = loaded.tokenizer(config.prompt, return_tensors="pt").input_ids
+    ids, prepended = prompt_ids(loaded.tokenizer, config.prompt, config.bos)
     with torch.no_grad():
         logits = loaded.adapter.run(ids).logits[0, -1].float()
     probs = torch.softmax(logits, dim=-1)
     top = probs.topk(min(config.top_k, probs.numel()))
-    print(f"{config.prompt!r} ({ids.shape[1]} tokens) -> next token:")
+    sink = f", {loaded.tokenizer.decode([int(ids[0, 0])])} first" if prepended else ""
+    print(f"{config.prompt!r} ({ids.shape[1]} tokens{sink}) -> next token:")
     for rank, (p, index) in enumerate(
         zip(top.values.tolist(), top.indices.tolist(), strict=True), 1
     ):

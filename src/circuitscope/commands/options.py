@@ -16,3 +16,11 @@ class ModelOptions:
     """cpu, cuda, cuda:N, or auto."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Precision of the model's weights (attribution and interventions accumulate in fp32)."""
+
+
+@dataclass(kw_only=True)
+class BosOption:
+    bos: Literal["auto", "always", "never"] = "auto"
+    """Put the attention-sink token (the tokenizer's BOS, else EOS; for SmolLM2
+    <|im_start|>) at position 0: auto (when the tokenizer adds none), always, never. The
+    same for run, trace and intervene, so their probabilities agree."""

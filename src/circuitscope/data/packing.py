@@ -16,20 +16,12 @@ import torch
 from torch import Tensor
 
 from circuitscope.errors import CircuitscopeError
-
-
-def bos_id(tokenizer: Any) -> int:
-    """The id every context starts with: bos_token_id, else eos_token_id."""
-    for name in ("bos_token_id", "eos_token_id"):
-        value = getattr(tokenizer, name, None)
-        if value is not None:
-            return int(value)
-    raise CircuitscopeError("the tokenizer has neither a BOS nor an EOS token to start contexts")
+from circuitscope.models.tokenizer import sink_token_id
 
 
 def token_stream(documents: Iterable[str], tokenizer: Any) -> Iterator[int]:
     """Token ids of every document, each followed by EOS if the tokenizer has one."""
-    bos = bos_id(tokenizer)
+    bos = sink_token_id(tokenizer)
     eos = getattr(tokenizer, "eos_token_id", None)
     for document in documents:
         ids = tokenizer(document, add_special_tokens=False).input_ids
@@ -49,7 +41,7 @@ def pack_contexts(
     """
     if context_length < 2:
         raise CircuitscopeError(f"context length must be at least 2, got {context_length}")
-    bos = bos_id(tokenizer)
+    bos = sink_token_id(tokenizer)
     body = context_length - 1
     buffer: list[int] = []
     for token in token_stream(documents, tokenizer):
