@@ -204,3 +204,17 @@ def test_requests_from_other_sites_are_refused(trace_dir, serve):
     assert not (trace_dir / "labels.json").exists()
     status, _ = request(served.port, "GET", "/api/graphs", headers={"Host": "localhost:1"})
     assert status == 200
+
+
+def test_interventions_use_the_resolved_model_and_transcoder_paths(trace_dir, tmp_path):
+    from circuitscope.viewer.interventions import InterventionBackend
+
+    config = json.loads((trace_dir / "config.json").read_text())
+    config["transcoder"] = "relative/path/that/only/trace/saw"
+    (trace_dir / "config.json").write_text(json.dumps(config))
+    settings = InterventionBackend().settings(open_source(trace_dir))
+    resolved = json.loads((trace_dir / "graph.json").read_text())["metadata"]["transcoder"]
+    assert settings["transcoder"] == resolved and Path(resolved).is_absolute()
+    lone = tmp_path / "lone.json"
+    lone.write_bytes((trace_dir / "capital.json").read_bytes())
+    assert not InterventionBackend().available(open_source(lone))

@@ -211,14 +211,22 @@ def read_card(source: GraphSource, layer: int, index: int) -> dict[str, Any]:
 
 
 def read_trace_config(source: GraphSource) -> dict[str, Any]:
-    """The trace's config.json (model, transcoder, bos, ...); {} when there is none."""
-    if not source.config_path.is_file():
+    """The trace's settings (config.json: model, transcoder, bos, ...), with the model and
+    transcoder as graph.json's metadata resolved them (absolute paths, so a relative path
+    given to `trace` still works from here); {} for a lone JSON file."""
+    if not source.is_trace:
         return {}
-    try:
-        config = json.loads(source.config_path.read_text())
-    except (OSError, ValueError) as error:
-        raise CircuitscopeError(f"{source.config_path}: unreadable ({error})") from None
-    return config if isinstance(config, dict) else {}
+    config = dict(folders.TraceFolder(source.folder).settings())
+    graph_info = source.folder / f"{folders.FULL}.json"
+    if graph_info.is_file():
+        try:
+            metadata = json.loads(graph_info.read_text()).get("metadata", {})
+        except (OSError, ValueError, AttributeError):
+            metadata = {}
+        for key in ("model", "transcoder"):
+            if isinstance(metadata, dict) and metadata.get(key):
+                config[key] = metadata[key]
+    return config
 
 
 def served_file(source: GraphSource, relative: str) -> Path:
