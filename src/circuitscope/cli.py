@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from circuitscope import __version__
 from circuitscope.allocator import return_freed_memory
-from circuitscope.cli_args import add_config_arguments, config_from_namespace
+from circuitscope.cli_args import add_config_arguments, config_from_namespace, read_settings_file
 from circuitscope.commands import all_commands
 from circuitscope.errors import CircuitscopeError
 
@@ -32,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         summary = doc.splitlines()[0] if doc else ""
         child = sub.add_parser(command.name, help=summary, description=doc)
         add_config_arguments(child, command.config)
+        child.add_argument(
+            "--config",
+            dest="_settings_file",
+            metavar="FILE",
+            help="a JSON or YAML file of settings (a config saved beside an output is one); "
+            "options given on the command line win",
+        )
         child.set_defaults(_command=command)
     return parser
 
@@ -45,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     return_freed_memory()
     try:
-        config = config_from_namespace(command.config, args)
+        settings = args._settings_file
+        file_values = read_settings_file(command.config, settings) if settings else None
+        config = config_from_namespace(command.config, args, file_values)
         return command.run(config) or 0
     except CircuitscopeError as error:
         print(f"circuitscope {command.name}: error: {error}", file=sys.stderr)

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from circuitscope.configs import field_docs
@@ -64,11 +65,77 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             )
 
 
-def config_from_namespace(cls: type[C], namespace: argparse.Namespace) -> C:
-    """Instantiate dataclass `cls` from the parsed arguments."""
+def config_from_namespace(
+    cls: type[C], namespace: argparse.Namespace, file_values: dict[str, Any] | None = None
+) -> C:
+    """Instantiate dataclass `cls` from the parsed arguments; `file_values` (a settings
+    file, see `read_settings_file`) fill the options left at their defaults."""
     assert dataclasses.is_dataclass(cls)
     values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)}
+    for name, value in (file_values or {}).items():
+        if values[name] == _default_of(_field(cls, name)):
+            values[name] = value
     return cls(**values)
+
+
+def read_settings_file(cls: type, path: str) -> dict[str, Any]:
+    """The settings in a JSON or YAML file (a config saved beside an artifact is one), each
+    converted to its field's type: YAML reads `1e-3` as a string, the field says float.
+    Keys that are not options of `cls` are refused, but for `_config` (the class tag)."""
+    import yaml
+
+    from circuitscope.errors import CircuitscopeError
+
+    file = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        raise CircuitscopeError(f"cannot read settings file {file}: {reason}") from None
+    if not isinstance(data, dict):
+        raise CircuitscopeError(f"{file}: expected a mapping of settings")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    ignored = {"_config", "config"}  # the class tag; the settings file itself (older saves)
+    unknown = sorted(set(data) - names - ignored)
+    if unknown:
+        raise CircuitscopeError(f"{file}: unknown settings {', '.join(unknown)}")
+    converted = {}
+    for name, value in data.items():
+        if name not in ignored:
+            converted[name] = _converted(hints[name], value, f"{file}: {name}")
+    return converted
+
+
+def _converted(annotation: Any, value: Any, where: str) -> Any:
+    from circuitscope.errors import CircuitscopeError
+
+    kind, choices, many = _parse_annotation(annotation)
+    if value is None:
+        return None
+    if many:
+        items = value if isinstance(value, list) else [value]
+        return [_converted(kind, item, where) for item in items]
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError
+            result: Any = value
+        elif kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        else:
+            result = kind(value) if not isinstance(value, bool) else None
+            if result is None:
+                raise ValueError
+    except (TypeError, ValueError):
+        raise CircuitscopeError(f"{where}: expected {kind.__name__}, got {value!r}") from None
+    if choices and result not in choices:
+        raise CircuitscopeError(f"{where}: {result!r} is not one of {choices}")
+    return result
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
 def _default_of(f: dataclasses.Field) -> Any:

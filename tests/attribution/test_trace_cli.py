@@ -154,3 +154,14 @@ def test_run_and_trace_report_the_same_probabilities(folders, tmp_path, capsys, 
     traced = graph.node_value[graph.n_sources :].tolist()
     assert traced == pytest.approx(probabilities[: len(traced)], abs=6e-5)
     assert graph.metadata["bos_prepended"] == (bos == "auto")
+
+
+def test_a_trace_folders_config_is_a_valid_config_file(folders, tmp_path):
+    model, transcoder = folders
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ["trace", str(model), str(transcoder), "The capital of France is", "--no-progress"]
+    assert main([*args, "-o", str(first), "--node-threshold", "0.7", "--max-n-logits", "2"]) == 0
+    config = str(first / "config.json")
+    assert main([*args, "-o", str(second), "--config", config]) == 0
+    graph, pruned = load_graph(second), load_graph(second, "pruned")
+    assert pruned.metadata["pruning"]["node_threshold"] == 0.7 and graph.n_logits <= 2

@@ -107,3 +107,39 @@ def test_resid_mid_store_trains_a_resid_mid_transcoder(
     wrong = ["train", str(tmp_path / "mlp_in"), str(tmp_path / "r2"), "--input-site", "resid_mid"]
     assert main(wrong) == 2
     assert "holds mlp_in activations" in capsys.readouterr().err
+
+
+def test_every_saved_config_is_a_valid_config_file(
+    model_and_corpus: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """collect, train and eval save their settings; each file is a valid --config for its
+    command, numbers read by the field's type (YAML 1.1 reads 1e-3 as a string)."""
+    model, corpus = model_and_corpus
+    store = tmp_path / "store"
+    args = ["collect", str(model), str(store), "--corpus", str(corpus), "--tokens", "800"]
+    assert main([*args, "--context-length", "32", "--seed", "3"]) == 0
+    again = tmp_path / "store2"
+    saved = store / "collect_config.json"
+    assert main(["collect", str(model), str(again), "--config", str(saved)]) == 0
+    assert json.loads((again / "collect_config.json").read_text())["seed"] == 3
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("n_features: 16\nsteps: 4\nbatch_size: 100\nlr: 1e-3\n")
+    settings.write_text(settings.read_text() + "preact_coefficient: 3e-06\nautocast: 'off'\n")
+    run = tmp_path / "run"
+    assert main(["train", str(store), str(run), "--config", str(settings), "--no-progress"]) == 0
+    saved_train = json.loads((run / "train_config.json").read_text())
+    assert saved_train["lr"] == 1e-3 and saved_train["preact_coefficient"] == 3e-6
+    rerun = tmp_path / "rerun"
+    args = ["train", str(store), str(rerun), "--config", str(run / "train_config.json")]
+    assert main([*args, "--no-progress", "--steps", "6"]) == 0  # the command line wins
+    assert json.loads((rerun / "train_config.json").read_text())["steps"] == 6
+    assert main(["train", str(rerun), "--resume", "--no-progress"]) == 0  # OUT alone
+    eval_args = ["eval", str(model), str(run / "transcoder"), "--corpus", str(corpus)]
+    assert main([*eval_args, "--context-length", "32", "--tokens", "64"]) == 0
+    saved_eval = run / "transcoder" / "eval_config.json"
+    assert main(["eval", str(model), str(run / "transcoder"), "--config", str(saved_eval)]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: many\n")
+    assert main(["train", str(store), str(tmp_path / "r3"), "--config", str(bad)]) == 2
+    assert "steps: expected int, got 'many'" in capsys.readouterr().err

@@ -118,41 +118,29 @@ def collect_command(config: CollectConfig) -> int:
 class TrainConfig(TrainSettings, InputSiteOption, CorpusOptions):
     source: str = positional()
     """An activation store folder (from `collect`), or a model to record from as training goes."""
-    out: str = positional()
+    out: str = positional(default="")
     """The run folder: checkpoints, log, and the trained transcoder in OUT/transcoder."""
-    config: str | None = None
-    """A JSON or YAML file of settings; a flag left at its default takes the file's value."""
     resume: bool = False
-    """Continue from the newest checkpoint in OUT."""
+    """Continue from the newest checkpoint in OUT (`train OUT --resume` alone takes the
+    settings saved in OUT)."""
     progress: bool = True
     """Show a progress bar."""
 
 
-def _apply_config_file(config: TrainConfig) -> TrainConfig:
-    if not config.config:
-        return config
-    import yaml
+def _resumed(config: TrainConfig) -> TrainConfig:
+    """`train OUT --resume`: the settings saved in OUT/train_config.json."""
+    from circuitscope.cli_args import read_settings_file
 
-    path = Path(config.config).expanduser()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise CircuitscopeError(f"cannot read settings file {path}: {error}") from None
-    if not isinstance(data, dict):
-        raise CircuitscopeError(f"{path}: expected a mapping of settings")
-    names = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - set(names) - {"_config"})
-    if unknown:
-        raise CircuitscopeError(f"{path}: unknown settings {', '.join(unknown)}")
-    changes = {}
-    for key, value in data.items():
-        if key == "_config" or key in ("source", "out", "config"):
-            continue
-        f = names[key]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if getattr(config, key) == default:
-            changes[key] = value
-    return dataclasses.replace(config, **changes)
+    out = Path(config.source).expanduser()
+    saved = out / "train_config.json"
+    if not saved.is_file():
+        raise CircuitscopeError(
+            f"{out} has no train_config.json to resume from; give SOURCE OUT as when it started"
+        )
+    values = read_settings_file(TrainConfig, str(saved))
+    return dataclasses.replace(
+        config, **{**values, "out": str(out), "resume": True, "progress": config.progress}
+    )
 
 
 def train_command(config: TrainConfig) -> int:
@@ -161,7 +149,10 @@ def train_command(config: TrainConfig) -> int:
     from circuitscope.training.trainer import train
 
     reuse_freed_memory()  # not the CLI's return-at-once policy: steps reuse the same blocks
-    config = _apply_config_file(config)
+    if config.resume and not config.out:
+        config = _resumed(config)
+    if not config.out:
+        raise CircuitscopeError("give SOURCE and OUT (or OUT --resume to continue a run)")
     settings = TrainSettings(
         **{f.name: getattr(config, f.name) for f in dataclasses.fields(TrainSettings)}
     )
