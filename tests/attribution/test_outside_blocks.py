@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from circuitscope.attribution.influence_estimate import influence_scores
 from circuitscope.attribution.outside_blocks import OutsideBlocks
 from circuitscope.attribution.row_buffer import RowBuffer
 from circuitscope.attribution.rows import RowBatch
-from circuitscope.attribution.influence_estimate import influence_scores
 from circuitscope.attribution.visit import AttributionLimits, _most_blocks, plan_rows
 
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from circuitscope.attribution.attribute import AttributionLimits, attribute
+from circuitscope.attribution.influence_estimate import influence_scores
 from circuitscope.attribution.replacement import build_replacement
 from circuitscope.attribution.row_buffer import RowBuffer
 from circuitscope.attribution.rows import RowBatch
-from circuitscope.attribution.influence_estimate import influence_scores
 from circuitscope.attribution.targets import top_logit_targets
 from circuitscope.attribution.visit import BLOCK_BATCHES, MB, _most_blocks, plan_rows
 from circuitscope.errors import CircuitscopeError
