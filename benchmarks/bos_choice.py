@@ -51,11 +51,12 @@ def main() -> None:
             rows[name]["top1"].append(int(p.argmax() == plain.argmax()))
             rows[name]["p_expected"].append(float(p[expected]))
     lines = [
-        f"# Attention-sink token for SmolLM2-135M-Instruct ({datetime.date.today()}, {args.machine})",
+        f"# Attention-sink token for SmolLM2-135M-Instruct "
+        f"({datetime.date.today()}, {args.machine})",
         "",
-        f"{len(prompts)} prompts of benchmarks/validation_prompts.json; the reference is the prompt "
-        "as tokenized (SmolLM2's tokenizer adds no BOS). Command: `.venv/bin/python "
-        "benchmarks/bos_choice.py`.",
+        f"{len(prompts)} prompts of benchmarks/validation_prompts.json; the reference is the "
+        "prompt as tokenized (SmolLM2's tokenizer adds no BOS). Command: "
+        "`.venv/bin/python benchmarks/bos_choice.py`.",
         "",
         "| sink token | mean KL(plain ‖ with sink) | max KL | top-1 same | mean p(expected) |",
         "| --- | --- | --- | --- | --- |",
@@ -63,7 +64,8 @@ def main() -> None:
     for name, values in rows.items():
         mean_p = sum(values["p_expected"]) / len(prompts)
         if name == "none":
-            lines.append(f"| (none: as tokenized) | 0 | 0 | {len(prompts)}/{len(prompts)} | {mean_p:.3f} |")
+            n = len(prompts)
+            lines.append(f"| (none: as tokenized) | 0 | 0 | {n}/{n} | {mean_p:.3f} |")
             continue
         kl = values["kl"]
         lines.append(
