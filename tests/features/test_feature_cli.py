@@ -151,3 +151,5 @@ def test_bad_inputs_to_features(
     args = [*base, "-o", str(setup["full"]), "--corpus", str(setup["corpus"]), *COMMON]
     assert main([*args, "--top-k", "5"]) == 2
     assert "another settings" in capsys.readouterr().err
+    assert main([*args, "--intervals", "3"]) == 2
+    assert "power of two" in capsys.readouterr().err

@@ -95,3 +95,39 @@ def test_labels_user_overrides_automatic(tmp_path: Path) -> None:
     (tmp_path / "labels.json").write_text("{broken")
     with pytest.raises(CircuitscopeError, match="labels file"):
         read_labels(tmp_path)
+
+
+def test_an_interrupted_write_leaves_the_previous_cards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from circuitscope.features import files
+
+    sizes = [5, 1, 4]
+    files.write_cards(tmp_path, {k: tiny_card(*k) for k in FEATURES}, sizes, {"run": 1})
+    calls = {"n": 0}
+    real = files.encode_record
+
+    def failing(card: dict) -> bytes:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(card)
+
+    monkeypatch.setattr(files, "encode_record", failing)
+    new_cards = {
+        (0, 0): tiny_card(0, 0, "x"),
+        (2, 1): tiny_card(2, 1, "x"),
+        (2, 2): tiny_card(2, 2),
+    }
+    with pytest.raises(KeyboardInterrupt):
+        files.write_cards(tmp_path, new_cards, sizes, {"run": 2})
+    assert card_ids(tmp_path) == FEATURES  # the old index still names the old, complete files
+    for layer, index in FEATURES:
+        assert independent_read(tmp_path, layer, index) == tiny_card(layer, index)
+    empty = tmp_path / "never-finished"
+    calls["n"] = 0
+    with pytest.raises(KeyboardInterrupt):
+        files.write_cards(empty, {k: tiny_card(*k) for k in FEATURES}, sizes, {"run": 3})
+    assert any(empty.iterdir())
+    with pytest.raises(CircuitscopeError, match="not a finished features folder"):
+        read_feature(empty, 0, 1)
