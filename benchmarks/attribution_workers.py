@@ -328,7 +328,6 @@ def threshold_flips(spec: dict[str, Any], peer: dict[str, Any]) -> list[dict[str
     import torch
 
     from circuitscope.attribution.replacement import build_replacement
-    from circuitscope.models import sites
     from circuitscope.models.loading import load_model
     from circuitscope.transcoders.transcoder import Transcoder
 
@@ -356,9 +355,9 @@ def threshold_flips(spec: dict[str, Any], peer: dict[str, Any]) -> list[dict[str
     for key in sorted(set(ours) ^ set(theirs)):
         layer, position, index = key
         block = transcoder.layer(layer)
-        mlp_in = replacement.recording.cache[sites.mlp_in(layer)][0, position]
+        x = replacement.recording.cache[replacement.input_site(layer)][0, position]
         with torch.no_grad():
-            pre = float(block.pre_activations(mlp_in.float())[index])
+            pre = float(block.pre_activations(x.float())[index])
         threshold = getattr(block.activation, "threshold", None)
         threshold = None if threshold is None else float(threshold.detach()[index])
         flips.append(

@@ -112,4 +112,4 @@ def test_bundled_smollm2_says_paris():
     first = lines[header + 1]
     assert first.split()[0] == "1."
     assert "' Paris'" in first, first
-    assert abs(float(first.split()[-1]) - 0.7725) < 0.01
+    assert abs(float(first.split()[-1]) - 0.7491) < 0.01  # with the <|im_start|> sink first

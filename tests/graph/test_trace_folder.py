@@ -11,13 +11,8 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from circuitscope.cli import main
-from circuitscope.graph.trace_folder import (
-    TraceFolder,
-    check_slug,
-    document_path,
-    slug_of,
-    write_atomically,
-)
+from circuitscope.graph.trace_folder import TraceFolder, check_slug, document_path, slug_of
+from circuitscope.outputs import write_atomically
 from circuitscope.testing.tiny_graphs import write_tiny_folders
 
 PROMPT = "The capital of France is"

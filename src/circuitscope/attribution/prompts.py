@@ -29,10 +29,11 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str, bos: BosPolicy = "auto") -> tu
     """([1, seq] ids, whether a BOS was prepended)."""
     check_prompt(prompt)
     ids: list[int] = tokenizer(prompt).input_ids
-    sink = sink_token_id(tokenizer) if bos != "never" else None
-    prepend = sink is not None and (bos == "always" or not ids or ids[0] != sink)
-    if prepend:
-        ids = [int(sink), *ids]
+    prepend = False
+    if bos != "never":
+        sink = sink_token_id(tokenizer)
+        prepend = bos == "always" or not ids or ids[0] != sink
+        ids = [sink, *ids] if prepend else ids
     if len(ids) < 2:
         raise CircuitscopeError("the prompt needs at least one token after the BOS")
     return torch.tensor([ids]), prepend

@@ -46,8 +46,9 @@ def trace_command(config: TraceConfig) -> int:
     folder = Path(config.output).expanduser()
     slug = check_slug(config.slug or slug_of(check_prompt(config.prompt)))
     prepare_trace_folder(folder, dry_run=True)  # refuse a wrong -o before any work
+    transcoder = Transcoder.load(config.transcoder)  # a bad path fails before the model loads
     loaded = load_model(config.model, device=config.device, dtype=config.dtype)
-    transcoder = Transcoder.load(config.transcoder, device=str(loaded.adapter.device))
+    transcoder.to_device(loaded.adapter.device)
     if loaded.adapter.device.type == "cpu":  # a process-wide setting: the command's to make
         seq = int(prompt_ids(loaded.tokenizer, config.prompt, config.bos)[0].shape[1])
         itemsize = torch.empty((), dtype=loaded.adapter.dtype).element_size()

@@ -78,13 +78,15 @@ class ValidateConfig:
 
 def intervene_command(config: InterveneConfig) -> int:
     """Set, scale, add or zero features on the model; show the new prediction (and text)."""
-    from circuitscope.attribution.prompts import prompt_ids, token_texts
+    from circuitscope.attribution.prompts import check_prompt, prompt_ids, token_texts
     from circuitscope.interventions.generation import generate
     from circuitscope.interventions.patching import PatchSettings, intervene
     from circuitscope.interventions.spec import parse_all
     from circuitscope.models.loading import load_model
+    from circuitscope.outputs import check_output_file, write_atomically
     from circuitscope.transcoders.transcoder import Transcoder
 
+    output = check_output_file(config.output) if config.output else None
     items = parse_all(config.set, config.scale, config.add, config.zero)
     if not items:
         raise CircuitscopeError("no interventions: give --set, --scale, --add or --zero")
@@ -95,8 +97,10 @@ def intervene_command(config: InterveneConfig) -> int:
             "--generate runs free: it cannot freeze attention or norms or constrain layers "
             "(generated tokens have no clean run to hold to)"
         )
+    check_prompt(config.prompt)
+    transcoder = Transcoder.load(config.transcoder)  # a bad path fails before the model loads
     loaded = load_model(config.model, device=config.device, dtype=config.dtype)
-    transcoder = Transcoder.load(config.transcoder, device=str(loaded.adapter.device))
+    transcoder.to_device(loaded.adapter.device)
     ids, _ = prompt_ids(loaded.tokenizer, config.prompt, config.bos)
     tokens = token_texts(loaded.tokenizer, ids[0])
     print("tokens  " + "  ".join(f"{i}:{t!r}" for i, t in enumerate(tokens)))
@@ -138,9 +142,9 @@ def intervene_command(config: InterveneConfig) -> int:
             runs[name] = loaded.tokenizer.decode(gen.token_ids.tolist())
             print(f"\n{name:<8} {config.prompt}⟨{runs[name]}⟩")
         summary["generation"] = runs
-    if config.output:
-        Path(config.output).write_text(json.dumps(summary, indent=1))
-        print(f"\nwritten to {config.output}")
+    if output is not None:
+        write_atomically(output, json.dumps(summary, indent=1))
+        print(f"\nwritten to {output}")
     return 0
 
 
@@ -198,8 +202,16 @@ def _print_next_token(summary: dict[str, Any]) -> None:
 def validate_command(config: ValidateConfig) -> int:
     """Test a traced graph's predictions by ablating and doubling its top nodes."""
     from circuitscope.interventions.validation import ValidationSettings, validate_graph
-    from circuitscope.interventions.validation_files import open_context, write_report
+    from circuitscope.interventions.validation_files import (
+        PLOT_FILE,
+        REPORT_FILE,
+        open_context,
+        write_report,
+    )
+    from circuitscope.outputs import check_output_folder
 
+    output = config.output or Path(config.graph) / "validation"
+    check_output_folder(output, (REPORT_FILE, PLOT_FILE))
     context = open_context(config.graph, config.model, config.transcoder, config.device)
     settings = ValidationSettings(
         config.top_n, config.freeze_attention, config.batch_size, config.check_edges
@@ -207,7 +219,7 @@ def validate_command(config: ValidateConfig) -> int:
     report = validate_graph(context, settings, progress=config.progress)
     report["prompt"] = context.full.prompt
     report["graph"] = str(config.graph)
-    folder = write_report(report, config.output or Path(config.graph) / "validation")
+    folder = write_report(report, output)
     print_validation(report)
     print(f"\nwritten to {folder}/ (validation.json, validation.png)")
     return 0

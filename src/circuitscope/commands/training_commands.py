@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +64,9 @@ def _out_folder(path: str, force: bool) -> Path:
 
 def _save_config(folder: Path, name: str, config: Any) -> None:
     from circuitscope.configs import config_to_dict
+    from circuitscope.outputs import write_json
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+    write_json(folder / name, config_to_dict(config), indent=2)
 
 
 def collect_command(config: CollectConfig) -> int:
@@ -234,21 +233,26 @@ def eval_command(config: EvalConfig) -> int:
     from circuitscope.data.corpus import iter_documents
     from circuitscope.data.packing import batched, pack_contexts
     from circuitscope.models.loading import load_model
+    from circuitscope.outputs import check_output_folder, write_json
     from circuitscope.training.evaluate import evaluate, print_report
     from circuitscope.transcoders.transcoder import Transcoder
+    from circuitscope.transcoders.validation import check_against_model
 
+    own = ("eval.json", "eval_config.json", "eval_per_layer.png")
+    if config.out:
+        folder = check_output_folder(config.out, own, "--out")
+    else:  # beside the transcoder when it is a folder (a transcoder's folder holds its eval)
+        folder = Path(config.transcoder) if Path(config.transcoder).is_dir() else Path(".")
+    transcoder = Transcoder.load(config.transcoder)  # a bad path fails before the model loads
     loaded = load_model(config.model, device=config.device, dtype=config.dtype)
-    transcoder = Transcoder.load(config.transcoder, lazy=False, device=config.device)
+    check_against_model(transcoder, loaded.adapter)
+    transcoder.to_device(loaded.adapter.device)
     documents = iter_documents(config.corpus, "heldout", config.seed, None, config.text_field)
     contexts = pack_contexts(documents, loaded.tokenizer, config.context_length)
     n_contexts = max(1, -(-config.tokens // (config.context_length - 1)))
     report = evaluate(loaded.adapter, transcoder, batched(contexts, config.batch_size), n_contexts)
     report.data = {"corpus": config.corpus, "split": "heldout", "model": config.model}
-    folder = Path(config.out).expanduser() if config.out else Path(config.transcoder)
-    if not folder.is_dir():
-        folder = Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "eval.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+    write_json(folder / "eval.json", dataclasses.asdict(report), indent=2)
     _save_config(folder, "eval_config.json", config)
     print_report(report)
     print(f"wrote {folder / 'eval.json'}")

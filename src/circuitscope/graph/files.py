@@ -70,6 +70,8 @@ def load_graph(folder: str | Path, name: str = "graph") -> Graph:
         info = json.loads(json_path.read_text())
     except json.JSONDecodeError as error:
         raise CircuitscopeError(f"cannot read {json_path}: {error}") from error
+    if not isinstance(info, dict):
+        raise CircuitscopeError(f"cannot read {json_path}: not a JSON object")
     missing = [key for key in _NODE_FIELDS if key not in tensors]
     if missing or ("edges" not in tensors and "adjacency" not in tensors):
         raise CircuitscopeError(f"{tensors_path} lacks tensors {missing or ['edges']}")
@@ -85,8 +87,11 @@ def load_graph(folder: str | Path, name: str = "graph") -> Graph:
             edges=_edges(tensors),
             **{key: tensors[key] for key in _NODE_FIELDS},
         )
-    except ValueError as error:
-        raise CircuitscopeError(f"cannot read {tensors_path}: {error}") from error
+    except (KeyError, TypeError, ValueError) as error:
+        what = f"lacks {error}" if isinstance(error, KeyError) else f"is malformed ({error})"
+        raise CircuitscopeError(
+            f"cannot read the graph in {folder}: {json_path.name} {what}"
+        ) from None
 
 
 def _edges(tensors: dict[str, torch.Tensor]) -> torch.Tensor:

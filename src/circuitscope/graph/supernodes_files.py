@@ -19,7 +19,8 @@ from circuitscope.errors import CircuitscopeError
 from circuitscope.graph.graph import Graph
 from circuitscope.graph.neuronpedia import node_ids
 from circuitscope.graph.supernodes import SuggestedGroup, SupernodeSettings
-from circuitscope.graph.trace_folder import SUPERNODES_FILE, write_atomically
+from circuitscope.graph.trace_folder import SUPERNODES_FILE
+from circuitscope.outputs import write_atomically
 
 FORMAT = "circuitscope-supernodes"
 

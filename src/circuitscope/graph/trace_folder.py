@@ -14,17 +14,15 @@ metadata names the attribution-graph JSON (`slug`; folders written before it hav
 exactly one other JSON file); `config.json` holds at least `model` and `transcoder`
 as they were given, and `graph.json`'s metadata holds `model` and `transcoder`
 resolved to absolute paths where they were paths. Every file is written whole or
-not at all (`write_atomically`). A folder is recognised as a trace folder by its
-`graph.json` + `graph.safetensors`; `prepare_trace_folder` refuses to write into
+not at all (`circuitscope.outputs.write_atomically`). A folder is recognised as a
+trace folder by its `graph.json` + `graph.safetensors`; `prepare_trace_folder` refuses to write into
 any other non-empty folder, so `-o` never overwrites what is not a trace.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 from circuitscope.errors import CircuitscopeError
 from circuitscope.graph.files import load_graph, save_graph
 from circuitscope.graph.graph import Graph
+from circuitscope.outputs import write_json
 
 FULL, PRUNED = "graph", "pruned"
 CONFIG_FILE = "config.json"
@@ -89,23 +88,6 @@ def prepare_trace_folder(folder: Path, dry_run: bool = False) -> None:
                 path.unlink()
     if not dry_run:
         folder.mkdir(parents=True, exist_ok=True)
-
-
-def write_atomically(path: Path, text: str | bytes) -> None:
-    """Write a file whole or not at all: a temporary file beside it, then a rename."""
-    data = text.encode() if isinstance(text, str) else text
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, value: Any, indent: int | None = 1) -> None:
-    write_atomically(path, json.dumps(value, indent=indent) + "\n")
 
 
 def write_trace_folder(

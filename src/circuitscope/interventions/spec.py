@@ -18,6 +18,7 @@ Command-line form, one string per intervention:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -121,6 +122,8 @@ def _split_value(text: str, operation: Operation) -> tuple[list[tuple], float]:
         value = float(value_text)
     except ValueError:
         raise CircuitscopeError(f"--{operation} {text!r}: {value_text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise CircuitscopeError(f"--{operation} {text!r}: the value must be a finite number")
     return _parse_nodes(nodes_text, f"--{operation}"), value
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.graph.trace_folder import TraceFolder, write_atomically
+from circuitscope.graph.trace_folder import TraceFolder
 from circuitscope.interventions.validation import ValidationContext, logit_directions
+from circuitscope.outputs import write_atomically
 from circuitscope.plotting import pyplot
 
 REPORT_FILE = "validation.json"

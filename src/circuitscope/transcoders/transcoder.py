@@ -81,6 +81,12 @@ class Transcoder(nn.Module):
 
         return write_native(self, Path(path))
 
+    def to_device(self, device: str | torch.device) -> Transcoder:
+        """Keep layers on `device` from now on (loaded ones move there); returns self."""
+        self.home = torch.device(device)
+        self.to(self.home)
+        return self
+
     def layer(self, layer: int) -> TranscoderLayer:
         """The module of `layer`, read from the source the first time."""
         key = str(self._checked_layer(layer))
