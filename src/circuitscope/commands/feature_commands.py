@@ -29,6 +29,8 @@ class FeaturesConfig(CorpusOptions):
     """Contexts per forward pass."""
     features_of: list[str] = field(default_factory=list)
     """Trace folders: build cards only for the features of their pruned graphs."""
+    all_graph_nodes: bool = False
+    """With --features-of: every feature of the full (unpruned) graphs, not only the pruned."""
     top_k: int = 20
     """Top activating contexts kept per feature."""
     intervals: int = 8
@@ -54,7 +56,6 @@ class FeaturesConfig(CorpusOptions):
 def features_command(config: FeaturesConfig) -> int:
     """Stream a corpus once and write feature cards (circuit-tracer's layout) for a transcoder."""
     from circuitscope.features.build import CorpusSpec, build_feature_cards
-    from circuitscope.features.graph_features import graph_features
     from circuitscope.features.layer_stats import StatsSettings
     from circuitscope.features.stream import Shard
     from circuitscope.models.loading import load_model
@@ -66,9 +67,7 @@ def features_command(config: FeaturesConfig) -> int:
         loaded = load_model(config.model, device=str(info.device), dtype=config.dtype)
         transcoder = Transcoder.load(config.transcoder, device=str(loaded.adapter.device))
         folder = _out_folder(config)
-        features = (
-            graph_features([Path(p) for p in config.features_of]) if config.features_of else None
-        )
+        features = _graph_features(config) if config.features_of else None
         corpus = CorpusSpec(
             tuple(config.corpus),
             config.tokens,
@@ -103,6 +102,17 @@ def features_command(config: FeaturesConfig) -> int:
                 f"{report.tokens} tokens at {report.tokens_per_second:.0f} tokens/s"
             )
     return 0
+
+
+def _graph_features(config: FeaturesConfig):  # noqa: ANN202 (dict[int, Tensor])
+    from circuitscope.features.graph_features import graph_features
+
+    name = "graph" if config.all_graph_nodes else "pruned"
+    features = graph_features([Path(p) for p in config.features_of], name)
+    if not features:
+        hint = "" if config.all_graph_nodes else "; --all-graph-nodes takes the unpruned graphs'"
+        raise CircuitscopeError(f"the {name} graphs of {config.features_of} have no features{hint}")
+    return features
 
 
 def _out_folder(config: FeaturesConfig) -> Path:
