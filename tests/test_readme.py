@@ -39,3 +39,24 @@ def test_readme_python_example_runs():
     assert diff < 1e-4
     moved = (ablated.logits - recording.logits).abs().max().item()  # type: ignore[attr-defined]
     assert moved > 1e-2
+
+
+@pytest.mark.slow
+def test_readme_trace_example_runs(tmp_path, monkeypatch):
+    """The Python `trace` example, with a random sparse transcoder standing in for a
+    trained one at the path it names."""
+    from circuitscope.models import load_model
+    from circuitscope.testing.sparse_random import sparse_random_transcoder
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    example = next(block for block in blocks if "save_trace(" in block)
+    loaded = load_model("smollm2-135m")
+    transcoder = sparse_random_transcoder(loaded.adapter, loaded.tokenizer, "clt", 128, l0=4.0)
+    transcoder.save(tmp_path / "out" / "smollm2-clt" / "transcoder")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    result = namespace["result"]
+    graph = result.graph  # type: ignore[attr-defined]
+    assert graph.n_logits == 1 and graph.logit_vectors is not None
+    assert (tmp_path / "graph_dir" / "capital.json").is_file()
