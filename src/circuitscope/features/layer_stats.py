@@ -5,7 +5,7 @@
 - `histogram` [F, H]: counts of its positive activations in H bins of that range;
 - `top` (slots = features, capacity k): its k largest activations (ties: earlier token);
 - `samples` (slots = feature · n_intervals + interval): per activation interval, a
-  uniform sample of `per_interval` activations, chosen by hashed keys (`sample_keys`).
+  uniform sample of `per_interval` activations, chosen by hashed keys (`sample_key`).
 
 Each kept entry carries its context window, taken from the batch it came in.
 """

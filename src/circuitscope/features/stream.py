@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -40,7 +40,6 @@ class FeatureStats:
     """Sum over those positions of the final norm's divisor (rms or std of the residual)."""
     seconds: float = 0.0
     contexts: int = 0
-    token_ids: dict[int, int] = field(default_factory=dict)
 
     @property
     def typical_divisor(self) -> float:
