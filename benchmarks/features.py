@@ -56,6 +56,18 @@ def pass_seconds(adapter, transcoder, batches: list[torch.Tensor], settings: Sta
     return time.perf_counter() - start, stats
 
 
+def make_and_write(loaded, transcoder, stats, kind: str, enabled: bool) -> tuple[dict, int, float]:
+    """(cards, bytes written, seconds) of making and writing every card once."""
+    if not enabled:
+        return {}, 0, 0.0
+    start = time.perf_counter()
+    cards = make_cards(loaded, transcoder, stats, kind, 10)
+    with tempfile.TemporaryDirectory() as folder:
+        write_cards(Path(folder), cards, transcoder.config.n_features, {})
+        size = sum(p.stat().st_size for p in Path(folder).iterdir())
+    return cards, size, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -67,6 +79,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--kinds", nargs="+", default=["plt", "clt"])
     parser.add_argument("--machine", default="cpu-2core-shared")
+    parser.add_argument("--cards", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
 
     loaded = load_model(args.model)
@@ -91,12 +104,7 @@ def main() -> None:
             seconds, stats = pass_seconds(adapter, transcoder, batches, settings)
             full.append(seconds)
         assert stats is not None
-        start = time.perf_counter()
-        cards = make_cards(loaded, transcoder, stats, kind, 10)
-        with tempfile.TemporaryDirectory() as folder:
-            write_cards(Path(folder), cards, transcoder.config.n_features, {})
-            size = sum(p.stat().st_size for p in Path(folder).iterdir())
-        card_seconds = time.perf_counter() - start
+        cards, size, card_seconds = make_and_write(loaded, transcoder, stats, kind, args.cards)
         fired = sum(int((s.count > 0).sum()) for s in stats.layers.values())
         row = {
             "kind": kind,

@@ -113,7 +113,10 @@ def _add_batch(
     for layer, stats in result.layers.items():
         x = cache.pop(transcoder.config.site_in(layer))
         acts = transcoder.encode(layer, x.to(transcoder.home))
-        acts = acts[..., result.features[layer].to(acts.device)].float().cpu()
+        features = result.features[layer]
+        if len(features) < acts.shape[-1]:  # a subset (--features-of): keep their columns
+            acts = acts[..., features.to(acts.device)]
+        acts = acts.float().cpu()
         stats.update(acts, ids_cpu, first_position, result.settings)
 
 
