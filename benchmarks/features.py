@@ -69,7 +69,7 @@ def make_and_write(loaded, transcoder, stats, kind: str, enabled: bool) -> tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Feature-card pass vs forward-only tokens/s.")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--context-length", type=int, default=128)
