@@ -24,8 +24,8 @@ from circuitscope.attribution.sink import SINK, clear_sink
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models import sites
 from circuitscope.models.adapter import MlpOutput, ModelAdapter, Recording
+from circuitscope.transcoders.checks import check_against_model
 from circuitscope.transcoders.transcoder import Transcoder
-from circuitscope.transcoders.validation import check_against_model
 
 
 @dataclass

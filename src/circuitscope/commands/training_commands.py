@@ -235,8 +235,8 @@ def eval_command(config: EvalConfig) -> int:
     from circuitscope.models.loading import load_model
     from circuitscope.outputs import check_output_folder, write_json
     from circuitscope.training.evaluate import evaluate, print_report
+    from circuitscope.transcoders.checks import check_against_model
     from circuitscope.transcoders.transcoder import Transcoder
-    from circuitscope.transcoders.validation import check_against_model
 
     own = ("eval.json", "eval_config.json", "eval_per_layer.png")
     if config.out:

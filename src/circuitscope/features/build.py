@@ -27,8 +27,8 @@ from circuitscope.features.layer_stats import StatsSettings
 from circuitscope.features.logits import summed_decoders, top_logits
 from circuitscope.features.stream import FeatureStats, Shard, collect_stats, merge_across_processes
 from circuitscope.models.loading import LoadedModel
+from circuitscope.transcoders.checks import check_against_model
 from circuitscope.transcoders.transcoder import Transcoder
-from circuitscope.transcoders.validation import check_against_model
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ from circuitscope.interventions.spec import Intervention, check_interventions
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter, Recording
 from circuitscope.models.frozen import FrozenState
+from circuitscope.transcoders.checks import check_against_model
 from circuitscope.transcoders.transcoder import Transcoder
-from circuitscope.transcoders.validation import check_against_model
 
 
 @dataclass(frozen=True)

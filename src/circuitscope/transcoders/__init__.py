@@ -17,13 +17,13 @@ if TYPE_CHECKING:
         TopK,
         make_activation,
     )
+    from circuitscope.transcoders.checks import check_against_model, model_mismatches
     from circuitscope.transcoders.config import TranscoderConfig
     from circuitscope.transcoders.formats import FORMATS, detect_format, write_format
     from circuitscope.transcoders.initialize import random_transcoder
     from circuitscope.transcoders.layer import TranscoderLayer
     from circuitscope.transcoders.normalization import fold_scales
     from circuitscope.transcoders.transcoder import Transcoder
-    from circuitscope.transcoders.validation import check_against_model, model_mismatches
 
 _EXPORTS = {
     "TranscoderConfig": "circuitscope.transcoders.config",
@@ -37,8 +37,8 @@ _EXPORTS = {
     "FORMATS": "circuitscope.transcoders.formats",
     "detect_format": "circuitscope.transcoders.formats",
     "write_format": "circuitscope.transcoders.formats",
-    "check_against_model": "circuitscope.transcoders.validation",
-    "model_mismatches": "circuitscope.transcoders.validation",
+    "check_against_model": "circuitscope.transcoders.checks",
+    "model_mismatches": "circuitscope.transcoders.checks",
     "fold_scales": "circuitscope.transcoders.normalization",
     "random_transcoder": "circuitscope.transcoders.initialize",
 }

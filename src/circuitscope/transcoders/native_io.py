@@ -17,10 +17,10 @@ from torch import Tensor
 
 from circuitscope.errors import CircuitscopeError
 from circuitscope.transcoders import safetensors_files as st
+from circuitscope.transcoders.checks import check_layer_header
 from circuitscope.transcoders.config import FORMAT_NAME, TranscoderConfig
 from circuitscope.transcoders.layer import expected_shapes
 from circuitscope.transcoders.source import LayerSource, LayerTensors
-from circuitscope.transcoders.validation import check_layer_header
 
 CONFIG_FILE = "config.json"
 

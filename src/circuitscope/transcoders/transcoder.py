@@ -21,11 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from circuitscope.errors import CircuitscopeError
+from circuitscope.transcoders.checks import check_layer_tensors
 from circuitscope.transcoders.config import TranscoderConfig
 from circuitscope.transcoders.encoder import EncoderLayer
 from circuitscope.transcoders.layer import B_DEC, ENCODER_NAMES, W_DEC, TranscoderLayer
 from circuitscope.transcoders.source import LayerSource
-from circuitscope.transcoders.validation import check_layer_tensors
 
 Activations = Mapping[int, Tensor] | Sequence[Tensor]
 

@@ -11,8 +11,8 @@ from transcoder_fixtures import make_transcoder
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model
+from circuitscope.transcoders.checks import check_against_model, model_mismatches
 from circuitscope.transcoders.transcoder import Transcoder
-from circuitscope.transcoders.validation import check_against_model, model_mismatches
 
 
 @pytest.fixture(scope="module")
