@@ -189,9 +189,9 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from circuitscope.allocator import return_freed_memory
-    from circuitscope.attribution.targets import TargetChoice
+    from circuitscope.attribution.limits import AttributionLimits
+    from circuitscope.attribution.target_choice import TargetChoice
     from circuitscope.attribution.trace import peak_memory_mb, trace
-    from circuitscope.attribution.visit import AttributionLimits
     from circuitscope.graph.files import save_graph
     from circuitscope.models.loading import load_model
     from circuitscope.transcoders.transcoder import Transcoder

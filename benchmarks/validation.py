@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
+from circuitscope.attribution.limits import AttributionLimits
 from circuitscope.attribution.trace import save_trace, trace
-from circuitscope.attribution.visit import AttributionLimits
 from circuitscope.interventions.validation import (
     ValidationContext,
     ValidationSettings,

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from circuitscope.attribution.influence_estimate import influence_scores
+from circuitscope.attribution.limits import AttributionLimits
 from circuitscope.attribution.outside_blocks import OutsideBlocks
 from circuitscope.attribution.row_buffer import RowBuffer
 from circuitscope.attribution.rows import RowBatch
-from circuitscope.attribution.visit import AttributionLimits, _most_blocks, plan_rows
+from circuitscope.attribution.visit import _most_blocks, plan_rows
 
 
 def test_blocks_follow_the_passes_and_bound_each_feature():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from circuitscope.attribution.targets import TargetChoice, demeaned_unembedding
+from circuitscope.attribution.limits import AttributionLimits
+from circuitscope.attribution.target_choice import TargetChoice
+from circuitscope.attribution.targets import demeaned_unembedding
 from circuitscope.attribution.trace import trace
-from circuitscope.attribution.visit import AttributionLimits
 from circuitscope.graph.graph import LOGIT
-from circuitscope.graph.prune import PruningThresholds
+from circuitscope.graph.pruning_thresholds import PruningThresholds
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
 from circuitscope.testing.tiny_transcoders import tiny_transcoder

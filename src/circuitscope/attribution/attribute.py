@@ -14,9 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from circuitscope.attribution.columns import ColumnLayout
+from circuitscope.attribution.limits import AttributionLimits
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.targets import LogitTarget
-from circuitscope.attribution.visit import AttributionLimits, visit_rows
+from circuitscope.attribution.visit import visit_rows
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN, Graph
 
 __all__ = ["AttributionLimits", "AttributionRun", "attribute"]

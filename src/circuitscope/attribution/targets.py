@@ -9,9 +9,8 @@ a contrast gets weight 1.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -31,44 +30,6 @@ class LogitTarget:
     """The model's probability of the token (the node's weight in influence)."""
     vector: Tensor
     """[d_model] the direction read from the final norm's output."""
-
-
-@dataclass(kw_only=True)
-class TargetChoice:
-    """Which logit targets a graph explains (checked on creation)."""
-
-    max_n_logits: int = 10
-    """At most this many logit targets (the most likely tokens)."""
-    desired_logit_prob: float = 0.95
-    """Take the fewest top tokens whose probabilities add up to this."""
-    target: list[str] = field(default_factory=list)
-    """Explain these tokens instead of the top ones (each exactly one token, e.g. ' Paris')."""
-    contrast: list[str] = field(default_factory=list)
-    """Explain logit(A) − logit(B): two tokens A B (e.g. ' Austin' ' Dallas')."""
-
-    def __post_init__(self) -> None:
-        if self.max_n_logits < 1:
-            raise CircuitscopeError(f"max_n_logits must be at least 1, got {self.max_n_logits}")
-        p = self.desired_logit_prob
-        if not (isinstance(p, (int, float)) and math.isfinite(p) and 0 < p <= 1):
-            raise CircuitscopeError(f"desired_logit_prob must be in (0, 1], got {p!r}")
-        if self.contrast and len(self.contrast) != 2:
-            raise CircuitscopeError(f"contrast takes two tokens A B, got {len(self.contrast)}")
-
-    def targets(
-        self, adapter: ModelAdapter, tokenizer: Tokenizer, last_logits: Tensor
-    ) -> list[LogitTarget]:
-        """The chosen targets of a prompt whose last position has `last_logits` [vocab]."""
-        chosen: list[LogitTarget] = []
-        if self.target:
-            chosen += named_logit_targets(adapter, tokenizer, self.target, last_logits)
-        if self.contrast:
-            chosen.append(contrast_target(adapter, tokenizer, *self.contrast))
-        if chosen:
-            return chosen
-        return top_logit_targets(
-            adapter, tokenizer, last_logits, self.max_n_logits, self.desired_logit_prob
-        )
 
 
 def demeaned_unembedding(adapter: ModelAdapter, token_ids: Tensor) -> Tensor:

@@ -21,14 +21,16 @@ from typing import Any
 
 import torch
 
-from circuitscope.attribution.attribute import AttributionLimits, attribute
+from circuitscope.attribution.attribute import attribute
+from circuitscope.attribution.limits import AttributionLimits
 from circuitscope.attribution.prompts import BosPolicy, prompt_ids, token_texts
 from circuitscope.attribution.replacement import build_replacement
-from circuitscope.attribution.targets import TargetChoice
+from circuitscope.attribution.target_choice import TargetChoice
 from circuitscope.graph.graph import Graph
 from circuitscope.graph.neuronpedia import export_neuronpedia
 from circuitscope.graph.neuronpedia_metadata import neuronpedia_scan
-from circuitscope.graph.prune import PruningThresholds, prune_graph
+from circuitscope.graph.prune import prune_graph
+from circuitscope.graph.pruning_thresholds import PruningThresholds
 from circuitscope.graph.render import render_graph
 from circuitscope.graph.scores import GraphScores, graph_scores
 from circuitscope.graph.trace_folder import write_trace_folder

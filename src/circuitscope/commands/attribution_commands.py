@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from circuitscope.attribution.targets import TargetChoice
-from circuitscope.attribution.visit import AttributionLimits
+from circuitscope.attribution.limits import AttributionLimits
+from circuitscope.attribution.target_choice import TargetChoice
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
 from circuitscope.commands.options import BosOption, ModelOptions
-from circuitscope.graph.prune import PruningThresholds
+from circuitscope.graph.pruning_thresholds import PruningThresholds
 
 if TYPE_CHECKING:
     from circuitscope.attribution.trace import TraceResult

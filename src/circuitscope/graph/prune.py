@@ -12,13 +12,11 @@ The same procedure as circuit-tracer's `prune_graph`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from circuitscope.errors import CircuitscopeError
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN, Graph, target_nodes
 from circuitscope.graph.influence import (
     cumulative_threshold,
@@ -26,22 +24,6 @@ from circuitscope.graph.influence import (
     influence,
     normalize_rows,
 )
-
-
-@dataclass(kw_only=True)
-class PruningThresholds:
-    """How much of the graph pruning keeps (checked on creation)."""
-
-    node_threshold: float = 0.8
-    """Pruning: keep the nodes holding this share of influence on the logits."""
-    edge_threshold: float = 0.98
-    """Pruning: keep the edges holding this share of edge influence."""
-
-    def __post_init__(self) -> None:
-        for name in ("node_threshold", "edge_threshold"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= 1):
-                raise CircuitscopeError(f"{name} must be in (0, 1], got {value!r}")
 
 
 @dataclass(frozen=True)
