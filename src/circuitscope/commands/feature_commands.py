@@ -6,18 +6,16 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
+from circuitscope.commands.options import ModelOptions
 from circuitscope.commands.training_commands import CorpusOptions
 from circuitscope.errors import CircuitscopeError
 
 
 @dataclass(kw_only=True)
-class FeaturesConfig(CorpusOptions):
-    model: str = positional()
-    """A hub id, a model folder, a .gguf file, or smollm2-135m."""
+class FeaturesConfig(CorpusOptions, ModelOptions):
     transcoder: str = positional()
     """The transcoder folder (or hub reference) whose features to describe."""
     out: str = field(default="", metadata={"short": "-o"})
@@ -45,10 +43,6 @@ class FeaturesConfig(CorpusOptions):
     """Top and bottom logit effects kept per feature."""
     seed: int = 0
     """Seeds the corpus order."""
-    device: str = "cpu"
-    """cpu, cuda, cuda:N, or auto."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Precision of the model weights."""
     progress: bool = True
     """Show a progress bar with tokens/s."""
 
