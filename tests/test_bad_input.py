@@ -90,6 +90,19 @@ CASES = [
     (["run", "{model}", PROMPT, "--config", "{bad_settings}"], "top_k: expected int"),
     (["run", "{model}", PROMPT, "--config", "{root}/missing.yaml"], "cannot read settings"),
     (["train", "{trace}", "--resume"], "no train_config.json"),
+    # convert, collect
+    (["convert", "{transcoder}", "{transcoder}"], "exists and is not empty"),
+    (["convert", "{root}/missing-tc", "{root}/out/c"], "missing-tc"),
+    (["collect", "{model}", "{transcoder}"], "not empty"),
+    (["collect", "{model}", "{root}/out/s", "--tokens", "0"], "--tokens must be positive"),
+    # features, feature
+    (["features", "{model}", "{other}", "-o", "{root}/out/f"], "does not fit"),
+    (["features", "{model}", "{transcoder}", "-o", "{transcoder}"], "holds other files"),
+    (["feature", "{trace}", "0", "1"], "not a finished features folder"),
+    # serve, export-html, supernodes
+    (["serve", "{root}/missing", "--no-open-browser"], "missing"),
+    (["export-html", "{trace}", "-o", "{transcoder}"], "is a folder"),
+    (["supernodes", "{plain}"], "is not a trace folder"),
 ]
 
 

@@ -56,11 +56,11 @@ def features_command(config: FeaturesConfig) -> int:
     from circuitscope.training.distributed import cleanup, setup
     from circuitscope.transcoders.transcoder import Transcoder
 
+    folder = _out_folder(config)  # a wrong -o is refused before any work
     info = setup(config.device)
     try:
         loaded = load_model(config.model, device=str(info.device), dtype=config.dtype)
         transcoder = Transcoder.load(config.transcoder, device=str(loaded.adapter.device))
-        folder = _out_folder(config)
         features = _graph_features(config) if config.features_of else None
         corpus = CorpusSpec(
             tuple(config.corpus),
@@ -110,8 +110,12 @@ def _graph_features(config: FeaturesConfig):  # noqa: ANN202 (dict[int, Tensor])
 
 
 def _out_folder(config: FeaturesConfig) -> Path:
+    """A new folder or a features folder to add to; never a folder of something else."""
+    from circuitscope.outputs import check_output_folder
+
     if config.out:
-        return Path(config.out)
+        own = ("index.json.gz", "features.json", "labels.json")
+        return check_output_folder(config.out, own)
     transcoder = Path(config.transcoder)
     if transcoder.is_dir():
         return transcoder / "features"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
@@ -68,11 +67,13 @@ def serve_command(config: ServeConfig) -> int:
 
 def export_html_command(config: ExportHtmlConfig) -> int:
     """Write one self-contained HTML file (page, graph, cards) that opens offline."""
+    from circuitscope.outputs import check_output_file
     from circuitscope.viewer.export_html import export_html
     from circuitscope.viewer.trace_folder import open_source
 
+    output = check_output_file(config.output)
     source = open_source(config.graph, config.features or None)
-    path = export_html(source, Path(config.output))
+    path = export_html(source, output)
     print(f"written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
