@@ -138,3 +138,28 @@ def test_a_half_written_trace_folder_is_never_taken_for_a_finished_one(inputs, t
     assert is_trace_folder(out)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
     assert json.loads((out / "graph.json").read_text())["prompt"] == PROMPT
+
+
+@pytest.mark.parametrize("command", ["trace", "intervene", "eval"])
+def test_a_transcoder_for_another_model_is_refused_before_the_weights_load(
+    inputs, command, monkeypatch, capsys
+):
+    import circuitscope.models.loading as loading
+
+    weights: list[str] = []
+    original = loading._load_pretrained
+
+    def counting(factory: str, *args, **kwargs):
+        if factory == "AutoModelForCausalLM":
+            weights.append(factory)
+        return original(factory, *args, **kwargs)
+
+    monkeypatch.setattr(loading, "_load_pretrained", counting)
+    args = [command, str(inputs["model"]), str(inputs["other"])]
+    if command != "eval":
+        args += [PROMPT, "--zero", "1:2:3"] if command == "intervene" else [PROMPT]
+    if command == "trace":
+        args += ["-o", str(inputs["root"] / "out" / "early")]
+    assert main(args) == 2
+    assert "does not fit" in capsys.readouterr().err
+    assert weights == []

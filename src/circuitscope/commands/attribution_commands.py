@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,13 +42,15 @@ def trace_command(config: TraceConfig) -> int:
     from circuitscope.configs import config_part, config_to_dict
     from circuitscope.graph.trace_folder import check_slug, prepare_trace_folder, slug_of
     from circuitscope.models.loading import load_model, resolved_source
+    from circuitscope.transcoders.checks import check_against_model
     from circuitscope.transcoders.transcoder import Transcoder
 
     folder = Path(config.output).expanduser()
     slug = check_slug(config.slug or slug_of(check_prompt(config.prompt)))
     prepare_trace_folder(folder, dry_run=True)  # refuse a wrong -o before any work
     transcoder = Transcoder.load(config.transcoder)  # a bad path fails before the model loads
-    loaded = load_model(config.model, device=config.device, dtype=config.dtype)
+    fits = partial(check_against_model, transcoder)  # checked before the weights load
+    loaded = load_model(config.model, device=config.device, dtype=config.dtype, check=fits)
     transcoder.to_device(loaded.adapter.device)
     if loaded.adapter.device.type == "cpu":  # a process-wide setting: the command's to make
         seq = int(prompt_ids(loaded.tokenizer, config.prompt, config.bos)[0].shape[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,7 @@ def intervene_command(config: InterveneConfig) -> int:
     from circuitscope.interventions.spec import parse_all
     from circuitscope.models.loading import load_model
     from circuitscope.outputs import check_output_file, write_atomically
+    from circuitscope.transcoders.checks import check_against_model
     from circuitscope.transcoders.transcoder import Transcoder
 
     output = check_output_file(config.output) if config.output else None
@@ -99,7 +101,8 @@ def intervene_command(config: InterveneConfig) -> int:
         )
     check_prompt(config.prompt)
     transcoder = Transcoder.load(config.transcoder)  # a bad path fails before the model loads
-    loaded = load_model(config.model, device=config.device, dtype=config.dtype)
+    fits = partial(check_against_model, transcoder)  # checked before the weights load
+    loaded = load_model(config.model, device=config.device, dtype=config.dtype, check=fits)
     transcoder.to_device(loaded.adapter.device)
     ids, _ = prompt_ids(loaded.tokenizer, config.prompt, config.bos)
     tokens = token_texts(loaded.tokenizer, ids[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -244,8 +245,8 @@ def eval_command(config: EvalConfig) -> int:
     else:  # beside the transcoder when it is a folder (a transcoder's folder holds its eval)
         folder = Path(config.transcoder) if Path(config.transcoder).is_dir() else Path(".")
     transcoder = Transcoder.load(config.transcoder)  # a bad path fails before the model loads
-    loaded = load_model(config.model, device=config.device, dtype=config.dtype)
-    check_against_model(transcoder, loaded.adapter)
+    fits = partial(check_against_model, transcoder)  # checked before the weights load
+    loaded = load_model(config.model, device=config.device, dtype=config.dtype, check=fits)
     transcoder.to_device(loaded.adapter.device)
     documents = iter_documents(config.corpus, "heldout", config.seed, None, config.text_field)
     contexts = pack_contexts(documents, loaded.tokenizer, config.context_length)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,17 +81,26 @@ def resolve_source(spec: str) -> tuple[str, str]:
     )
 
 
-def load_model(spec: str, device: str = "cpu", dtype: str | torch.dtype = "float32") -> LoadedModel:
+def load_model(
+    spec: str,
+    device: str = "cpu",
+    dtype: str | torch.dtype = "float32",
+    check: Callable[[Any], None] | None = None,
+) -> LoadedModel:
     """Load a supported causal LM with its tokenizer and adapter, in eval mode.
 
     spec: a hub id, a local HF folder, a .gguf file, or "smollm2-135m".
     device: "cpu", "cuda", "cuda:N" or "auto". dtype: float32, bfloat16 or float16.
+    check: called with the model's transformers config before the weights load (e.g.
+    `partial(check_against_model, transcoder)`), so a mismatch fails fast.
     """
     torch_dtype = resolve_dtype(dtype)
     target_device = resolve_device(device)
     location, kind = resolve_source(spec)
     config = _load_pretrained("AutoConfig", location, kind)
     spec_for_config(config)  # unsupported architectures fail before any weights load
+    if check is not None:
+        check(config)
     model = _load_pretrained("AutoModelForCausalLM", location, kind, dtype=torch_dtype)
     tokenizer = _load_pretrained("AutoTokenizer", location, kind)
     model = model.to(target_device).eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -16,7 +16,7 @@ from circuitscope.transcoders.layer import expected_shapes
 from circuitscope.transcoders.source import LayerTensors
 
 if TYPE_CHECKING:
-    from circuitscope.models.adapter import ModelAdapter
+    pass
 
 
 def check_layer_header(
@@ -77,18 +77,28 @@ def _where(files: Mapping[str, Path], name: str) -> Path | str:
     return next(iter(files.values()), "transcoder")
 
 
-def model_mismatches(config: TranscoderConfig, adapter: ModelAdapter) -> list[str]:
-    """One sentence per way the transcoder does not fit the model (empty when it fits)."""
+def _model_shape(model: Any) -> tuple[int, int, str]:
+    """(layers, d_model, architecture) of a `ModelAdapter` or of a transformers config (so
+    a transcoder can be checked before the model's weights load)."""
+    from circuitscope.models.architectures import spec_for_config
+
+    if hasattr(model, "spec"):
+        return model.n_layers, model.d_model, model.spec.name
+    return int(model.num_hidden_layers), int(model.hidden_size), spec_for_config(model).name
+
+
+def model_mismatches(config: TranscoderConfig, model: Any) -> list[str]:
+    """One sentence per way the transcoder does not fit the model (empty when it fits).
+    model: a `ModelAdapter`, or the model's transformers config."""
     problems: list[str] = []
-    if config.n_layers != adapter.n_layers:
+    n_layers, d_model, architecture = _model_shape(model)
+    if config.n_layers != n_layers:
+        problems.append(f"transcoder has {config.n_layers} layers, the model has {n_layers}")
+    if config.d_model != d_model:
+        problems.append(f"transcoder d_model is {config.d_model}, the model's is {d_model}")
+    if config.architecture and config.architecture != architecture:
         problems.append(
-            f"transcoder has {config.n_layers} layers, the model has {adapter.n_layers}"
-        )
-    if config.d_model != adapter.d_model:
-        problems.append(f"transcoder d_model is {config.d_model}, the model's is {adapter.d_model}")
-    if config.architecture and config.architecture != adapter.spec.name:
-        problems.append(
-            f"transcoder was made for a {config.architecture} model, this is {adapter.spec.name}"
+            f"transcoder was made for a {config.architecture} model, this is {architecture}"
         )
     if config.input_site not in INPUT_KINDS:
         readable = " or ".join(repr(site) for site in INPUT_KINDS)
@@ -98,10 +108,12 @@ def model_mismatches(config: TranscoderConfig, adapter: ModelAdapter) -> list[st
     return problems
 
 
-def check_against_model(transcoder: LayerTensors | TranscoderConfig, adapter: ModelAdapter) -> None:
-    """Raise CircuitscopeError listing every mismatch between a transcoder and a model."""
+def check_against_model(transcoder: LayerTensors | TranscoderConfig, model: Any) -> None:
+    """Raise CircuitscopeError listing every mismatch between a transcoder and a model
+    (a `ModelAdapter`, or its transformers config: `load_model(..., check=...)`)."""
     config = transcoder if isinstance(transcoder, TranscoderConfig) else transcoder.config
-    problems = model_mismatches(config, adapter)
+    problems = model_mismatches(config, model)
     if problems:
-        model = getattr(adapter.config, "_name_or_path", "") or adapter.spec.name
-        raise CircuitscopeError(f"transcoder does not fit model {model}: " + "; ".join(problems))
+        hf_config = getattr(model, "config", model)
+        name = getattr(hf_config, "_name_or_path", "") or _model_shape(model)[2]
+        raise CircuitscopeError(f"transcoder does not fit model {name}: " + "; ".join(problems))
