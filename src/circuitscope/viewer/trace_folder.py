@@ -13,7 +13,6 @@ or `features/` inside the trace folder).
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from circuitscope.errors import CircuitscopeError
 from circuitscope.graph import trace_folder as folders
 from circuitscope.graph.neuronpedia import schema_problems
+from circuitscope.outputs import write_atomically
 
 MAX_LABEL_CHARS = 500
 LINK_TYPES = ("inputs", "outputs", "both")
@@ -144,11 +144,11 @@ def save_state(source: GraphSource, q_params: Any, labels: Any) -> None:
         document.pop("suggestions")
         document["qParams"] = {**document["qParams"], **q_params}
         assert source.json_path is not None
-        _write_whole(source.json_path, json.dumps(document))
+        write_atomically(source.json_path, json.dumps(document))
         merged = {**read_labels(source), **labels}
         merged = {key: value for key, value in merged.items() if value.strip()}
         text = json.dumps(merged, indent=1, ensure_ascii=False)
-        _write_whole(source.labels_path, text)
+        write_atomically(source.labels_path, text)
 
 
 def check_q_params(q_params: Any) -> dict[str, Any]:
@@ -238,11 +238,3 @@ def served_file(source: GraphSource, relative: str) -> Path:
     if not target.is_relative_to(root) or not target.is_file():
         raise CircuitscopeError(f"not a file of this graph: {relative!r}")
     return target
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write a file whole or not at all (a temporary file beside it, then a rename).
-    To be replaced by the shared `circuitscope.outputs.write_atomically` once it lands."""
-    temporary = path.with_name(f".{path.name}.viewer-tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
