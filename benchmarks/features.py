@@ -31,7 +31,7 @@ from circuitscope.data.corpus import iter_documents
 from circuitscope.data.packing import batched, pack_contexts
 from circuitscope.features.build import all_features, make_cards
 from circuitscope.features.files import write_cards
-from circuitscope.features.layer_stats import StatsSettings
+from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.stream import collect_stats
 from circuitscope.models.loading import load_model
 from circuitscope.testing.sparse_random import sparse_random_transcoder

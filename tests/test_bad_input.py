@@ -98,6 +98,10 @@ CASES = [
     # features, feature
     (["features", "{model}", "{other}", "-o", "{root}/out/f"], "does not fit"),
     (["features", "{model}", "{transcoder}", "-o", "{transcoder}"], "holds other files"),
+    (
+        ["features", "{model}", "{transcoder}", "--histogram-bins", "8", "--intervals", "16"],
+        "exceed",
+    ),
     (["feature", "{trace}", "0", "1"], "not a finished features folder"),
     # serve, export-html, supernodes
     (["serve", "{root}/missing", "--no-open-browser"], "missing"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,22 @@ def test_features_of_gives_the_same_cards_and_a_second_run_adds(
     assert card_ids(out) == card_ids(setup["full"])
     for layer, index in card_ids(out):
         assert read_feature(out, layer, index) == read_feature(setup["full"], layer, index)
+
+
+def test_a_folder_from_before_the_intervals_rename_is_still_added_to(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """features.json once said `n_intervals`; the same settings must still match it."""
+    old = tmp_path / "old"
+    shutil.copytree(setup["full"], old)
+    manifest = json.loads((old / "features.json").read_text())
+    manifest["settings"]["n_intervals"] = manifest["settings"].pop("intervals")
+    (old / "features.json").write_text(json.dumps(manifest))
+    args = ["features", str(setup["model"]), str(setup["transcoder"]), "-o", str(old)]
+    assert main([*args, "--corpus", str(setup["corpus"]), *COMMON]) == 0
+    assert "all 72 cards asked for are already there" in capsys.readouterr().out
+    assert main([*args, "--corpus", str(setup["corpus"]), *COMMON, "--intervals", "8"]) == 2
+    assert "another settings" in capsys.readouterr().err
 
 
 def test_feature_prints_a_card_and_sets_a_label(

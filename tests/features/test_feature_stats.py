@@ -13,12 +13,10 @@ from stats_fixtures import (
     tiny_setup,
 )
 
-from circuitscope.features.layer_stats import StatsSettings
+from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.stream import collect_stats
 
-SETTINGS = StatsSettings(
-    top_k=5, n_intervals=4, per_interval=3, histogram_bins=16, before=3, after=2
-)
+SETTINGS = StatsSettings(top_k=5, intervals=4, per_interval=3, histogram_bins=16, before=3, after=2)
 
 
 def _collect(tiny, batch_size: int, n_contexts: int | None = None):

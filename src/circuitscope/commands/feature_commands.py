@@ -12,10 +12,11 @@ from circuitscope.commands import Command
 from circuitscope.commands.options import ModelOptions
 from circuitscope.commands.training_commands import CorpusOptions
 from circuitscope.errors import CircuitscopeError
+from circuitscope.features.stats_settings import StatsSettings
 
 
 @dataclass(kw_only=True)
-class FeaturesConfig(CorpusOptions, ModelOptions):
+class FeaturesConfig(StatsSettings, CorpusOptions, ModelOptions):
     transcoder: str = positional()
     """The transcoder folder (or hub reference) whose features to describe."""
     out: str = field(default="", metadata={"short": "-o"})
@@ -29,16 +30,6 @@ class FeaturesConfig(CorpusOptions, ModelOptions):
     """Trace folders: build cards only for the features of their pruned graphs."""
     all_graph_nodes: bool = False
     """With --features-of: every feature of the full (unpruned) graphs, not only the pruned."""
-    top_k: int = 20
-    """Top activating contexts kept per feature."""
-    intervals: int = 8
-    """Activation intervals with sampled examples (a power of two, at most 256)."""
-    per_interval: int = 4
-    """Sampled examples per interval."""
-    before: int = 24
-    """Tokens shown before the peak token of an example."""
-    after: int = 8
-    """Tokens shown after the peak token of an example."""
     logits: int = 10
     """Top and bottom logit effects kept per feature."""
     seed: int = 0
@@ -49,8 +40,8 @@ class FeaturesConfig(CorpusOptions, ModelOptions):
 
 def features_command(config: FeaturesConfig) -> int:
     """Stream a corpus once and write feature cards (circuit-tracer's layout) for a transcoder."""
+    from circuitscope.configs import config_part
     from circuitscope.features.build import CorpusSpec, build_feature_cards
-    from circuitscope.features.layer_stats import StatsSettings
     from circuitscope.features.stream import Shard
     from circuitscope.models.loading import load_model
     from circuitscope.training.distributed import cleanup, setup
@@ -63,22 +54,19 @@ def features_command(config: FeaturesConfig) -> int:
         transcoder = Transcoder.load(config.transcoder, device=str(loaded.adapter.device))
         features = _graph_features(config) if config.features_of else None
         corpus = CorpusSpec(
-            tuple(config.corpus),
-            config.tokens,
-            config.context_length,
-            config.batch_size,
-            config.seed,
-            config.text_field,
-        )
-        settings = StatsSettings(
-            config.top_k, config.intervals, config.per_interval, 256, config.before, config.after
+            sources=tuple(config.corpus),
+            tokens=config.tokens,
+            context_length=config.context_length,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            text_field=config.text_field,
         )
         report = build_feature_cards(
             loaded,
             transcoder,
             folder,
             corpus,
-            settings,
+            config_part(config, StatsSettings),
             features,
             transcoder_id=Path(config.transcoder).name,
             n_logits=config.logits,

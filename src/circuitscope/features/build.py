@@ -23,8 +23,8 @@ from circuitscope.features.files import (
     write_automatic_labels,
     write_cards,
 )
-from circuitscope.features.layer_stats import StatsSettings
 from circuitscope.features.logits import summed_decoders, top_logits
+from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.stream import FeatureStats, Shard, collect_stats, merge_across_processes
 from circuitscope.models.loading import LoadedModel
 from circuitscope.transcoders.checks import check_against_model
@@ -194,6 +194,9 @@ def _existing_cards(folder: Path, run: dict[str, Any]) -> set[tuple[int, int]]:
     if not (folder / INDEX_FILE).is_file():
         return set()
     manifest = read_manifest(folder)
+    settings = manifest.get("settings")
+    if isinstance(settings, dict) and "n_intervals" in settings:  # written before the rename
+        settings["intervals"] = settings.pop("n_intervals")
     for key in ("model", "transcoder_id", "n_features", "corpus", "settings"):
         if manifest.get(key) != run[key]:
             raise CircuitscopeError(

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from circuitscope.features.layer_stats import LayerStats, StatsSettings
+from circuitscope.features.layer_stats import LayerStats
+from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.tables import SlotTable
 
 Decode = Callable[[list[int]], list[str]]
@@ -70,7 +71,7 @@ def examples_quantiles(
     examples = [top.example(row, p, before, decode) for p in top_places]
     groups = [{"quantile_name": "Top activations", "examples": examples}]
     top_positions = {top.position[row][p] for p in top_places}
-    q = settings.n_intervals
+    q = settings.intervals
     width = 2.0**exponent / q
     for interval in reversed(range(q)):
         slot = row * q + interval

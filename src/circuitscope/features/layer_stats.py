@@ -4,7 +4,7 @@
 - `exponent` [F]: its activation range [0, 2^e) (see `ranges`);
 - `histogram` [F, H]: counts of its positive activations in H bins of that range;
 - `top` (slots = features, capacity k): its k largest activations (ties: earlier token);
-- `samples` (slots = feature · n_intervals + interval): per activation interval, a
+- `samples` (slots = feature · intervals + interval): per activation interval, a
   uniform sample of `per_interval` activations, chosen by hashed keys (`sample_key`).
 
 Each kept entry carries its context window, taken from the batch it came in.
@@ -17,34 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuitscope.errors import CircuitscopeError
 from circuitscope.features.ranges import MIN_EXPONENT, bin_of, exponent_of, rebin_counts
 from circuitscope.features.selection import descending_key, sample_key
+from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.tables import SlotTable
-
-
-@dataclass(frozen=True)
-class StatsSettings:
-    top_k: int = 20
-    n_intervals: int = 8
-    per_interval: int = 4
-    histogram_bins: int = 256
-    before: int = 24
-    after: int = 8
-
-    def __post_init__(self) -> None:
-        for name in ("n_intervals", "histogram_bins"):
-            value = getattr(self, name)
-            if value < 1 or value & (value - 1):
-                raise CircuitscopeError(f"{name} must be a power of two, got {value}")
-        if self.n_intervals > self.histogram_bins or min(self.top_k, self.per_interval) < 1:
-            raise CircuitscopeError("need intervals <= histogram bins, top-k and per-interval >= 1")
-        if min(self.before, self.after) < 0:
-            raise CircuitscopeError("tokens before and after the peak cannot be negative")
-
-    @property
-    def width(self) -> int:
-        return self.before + 1 + self.after
 
 
 @dataclass
@@ -65,9 +41,7 @@ class LayerStats:
             exponent=torch.full((n,), MIN_EXPONENT, dtype=torch.long),
             histogram=torch.zeros(n, settings.histogram_bins, dtype=torch.long),
             top=SlotTable.empty(n, settings.top_k, settings.width),
-            samples=SlotTable.empty(
-                n * settings.n_intervals, settings.per_interval, settings.width
-            ),
+            samples=SlotTable.empty(n * settings.intervals, settings.per_interval, settings.width),
         )
 
     def update(
@@ -99,7 +73,7 @@ class LayerStats:
             return _windows(acts, input_ids, b[i], t[i], f[i], settings)
 
         self._offer_top(body, f, value, position, windows, settings)
-        interval = fine >> (n_bins.bit_length() - settings.n_intervals.bit_length())
+        interval = fine >> (n_bins.bit_length() - settings.intervals.bit_length())
         self._offer_samples(f, interval, value, position, windows, settings, shift)
 
     def _offer_top(self, body, f, value, position, windows, settings) -> None:  # noqa: ANN001
@@ -116,7 +90,7 @@ class LayerStats:
         )
 
     def _offer_samples(self, f, interval, value, position, windows, settings, shift) -> None:  # noqa: ANN001
-        q = settings.n_intervals
+        q = settings.intervals
         grew = (shift > 0).nonzero().flatten()
         if len(grew):  # bins merged: move kept samples first, so thresholds are the merged bins'
             rows = (grew.unsqueeze(1) * q + torch.arange(q)).flatten()
@@ -130,7 +104,7 @@ class LayerStats:
 
     def sample_slots(self, settings: StatsSettings) -> Tensor:
         """[S, c] the slot each kept sample belongs in under the current ranges."""
-        q = settings.n_intervals
+        q = settings.intervals
         slot, place = self.samples.filled()
         out = torch.zeros_like(self.samples.position)
         feature = slot // q

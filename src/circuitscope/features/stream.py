@@ -18,7 +18,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from circuitscope.errors import CircuitscopeError
-from circuitscope.features.layer_stats import LayerStats, StatsSettings
+from circuitscope.features.layer_stats import LayerStats
+from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.tables import SlotTable
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter
