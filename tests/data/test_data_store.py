@@ -105,3 +105,44 @@ def test_bfloat16_store_and_too_small_store(tmp_path: Path):
     assert manifest.n_tokens == 700 and store.read_shard(0)[0].dtype == torch.bfloat16
     with pytest.raises(CircuitscopeError, match="fewer than one batch"):
         store.batches_per_epoch(1024)
+
+
+def test_manifest_records_the_bos_policy_and_old_manifests_load_as_before():
+    """The policy and the sink token survive a round trip; a manifest written before they
+    were recorded reads as auto (its contexts started with the sink), sink unknown."""
+    from circuitscope.data.store_format import Manifest
+
+    written = Manifest("m", "llama", 3, 32, "float16", 32, bos="never", sink_token_id=None)
+    again = Manifest.from_dict(json.loads(json.dumps(written.to_dict())), "here")
+    assert again == written and again.bos == "never" and again.sink_token_id is None
+    auto = Manifest("m", "llama", 3, 32, "float16", 32, bos="auto", sink_token_id=1)
+    assert Manifest.from_dict(auto.to_dict(), "here").sink_token_id == 1
+    old = {k: v for k, v in auto.to_dict().items() if k not in ("bos", "sink_token_id")}
+    read = Manifest.from_dict(old, "old")
+    assert (read.bos, read.sink_token_id) == ("auto", None)
+    with pytest.raises(CircuitscopeError, match="unknown bos 'sometimes'"):
+        Manifest.from_dict({**old, "bos": "sometimes"}, "bad")
+
+
+def test_a_store_collected_with_bos_never_records_position_0(tmp_path: Path):
+    """With never the contexts are all text and every position is recorded: the store holds
+    exactly the rows of positions 0..31 of 8 contexts (with auto, position 0 is the sink
+    and is left out; see test_store_holds_the_recorded_tokens_and_statistics)."""
+    from circuitscope.data.collect import collect_activations
+    from circuitscope.data.packing import batched
+    from circuitscope.data.store_format import Manifest
+
+    adapter = tiny_adapter()
+    contexts = list(pack_contexts(tiny_documents(), tiny_tokenizer(), CONTEXT, bos="never"))
+    manifest = Manifest("tiny-llama", "llama", 3, 32, "float32", CONTEXT, bos="never")
+    batches = batched(iter(contexts), 4)
+    written = collect_activations(adapter, batches, tmp_path, manifest, 8 * CONTEXT, 64, 2, False)
+    assert written.n_tokens == 256 and read_manifest(tmp_path).bos == "never"
+    stored = torch.cat([ActivationStore(tmp_path).read_shard(i)[1] for i in range(4)])
+    with torch.no_grad():
+        out = adapter.run(torch.stack(contexts[:8]), capture=["layers.0.mlp_out"]).cache
+    every, position_0 = out["layers.0.mlp_out"].flatten(0, 1), out["layers.0.mlp_out"][:, 0]
+    key = lambda t: t[:, :4].sum(-1).sort().values  # noqa: E731
+    torch.testing.assert_close(key(stored[:, 0]), key(every), atol=1e-5, rtol=1e-5)
+    for row in position_0:
+        assert torch.isclose(stored[:, 0], row, atol=1e-5).all(-1).any()

@@ -7,15 +7,12 @@ as circuit-tracer does. The choice is recorded in the graph.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
+from circuitscope.data.bos import BosPolicy, prepends_sink
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models.tokenizer import Tokenizer, sink_token_id
-
-BosPolicy = Literal["auto", "always", "never"]
 
 
 def check_prompt(prompt: str) -> str:
@@ -32,7 +29,7 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str, bos: BosPolicy = "auto") -> tu
     prepend = False
     if bos != "never":
         sink = sink_token_id(tokenizer)
-        prepend = bos == "always" or not ids or ids[0] != sink
+        prepend = prepends_sink(bos, starts_with_sink=bool(ids) and ids[0] == sink)
         ids = [sink, *ids] if prepend else ids
     if len(ids) < 2:
         raise CircuitscopeError("the prompt needs at least one token after the BOS")

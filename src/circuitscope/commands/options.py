@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from circuitscope.cli_args import positional
+from circuitscope.data.bos import BosPolicy
 
 
 @dataclass(kw_only=True)
@@ -20,7 +21,9 @@ class ModelOptions:
 
 @dataclass(kw_only=True)
 class BosOption:
-    bos: Literal["auto", "always", "never"] = "auto"
+    bos: BosPolicy = "auto"
     """Put the attention-sink token (the tokenizer's BOS, else EOS; for SmolLM2
-    <|im_start|>) at position 0: auto (when the tokenizer adds none), always, never. The
-    same for run, trace and intervene, so their probabilities agree."""
+    <|im_start|>) at position 0: auto (when the tokenizer adds none), always, never. One
+    rule for prompts (run, trace, intervene, validate) and training contexts (collect,
+    train, eval): a context starts mid-text, so auto puts the sink first as always does
+    and its position is not recorded; with never every position is."""

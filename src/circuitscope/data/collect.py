@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from circuitscope.data.bos import BosPolicy, first_recorded_position
 from circuitscope.data.store_format import Manifest
 from circuitscope.data.store_writer import StoreWriter
 from circuitscope.models import sites
@@ -25,18 +26,21 @@ def layer_sites(n_layers: int, input_kind: str = "mlp_in") -> list[str]:
 
 @torch.no_grad()
 def record_batch(
-    adapter: ModelAdapter, input_ids: Tensor, input_kind: str = "mlp_in"
+    adapter: ModelAdapter, input_ids: Tensor, input_kind: str = "mlp_in", bos: BosPolicy = "auto"
 ) -> tuple[Tensor, Tensor]:
-    """Transcoder inputs and MLP outputs of every layer at every position but the first (BOS).
+    """Transcoder inputs and MLP outputs of every layer at every position but the sink (the
+    first, when contexts were packed with `bos` auto or always; with never, every position).
 
-    input_ids: [batch, seq] -> (inputs, mlp_out), each [batch * (seq - 1), n_layers, d_model].
+    input_ids: [batch, seq] -> (inputs, mlp_out), each [batch * (seq - 1), n_layers, d_model]
+    (batch * seq rows with never).
     """
     n_layers = adapter.n_layers
+    first = first_recorded_position(bos)
     cache = adapter.run(input_ids, capture=layer_sites(n_layers, input_kind)).cache
     x = torch.stack(
-        [cache[sites.transcoder_input(input_kind, i)][:, 1:] for i in range(n_layers)], dim=2
+        [cache[sites.transcoder_input(input_kind, i)][:, first:] for i in range(n_layers)], dim=2
     )
-    y = torch.stack([cache[sites.mlp_out(i)][:, 1:] for i in range(n_layers)], dim=2)
+    y = torch.stack([cache[sites.mlp_out(i)][:, first:] for i in range(n_layers)], dim=2)
     return x.reshape(-1, n_layers, adapter.d_model), y.reshape(-1, n_layers, adapter.d_model)
 
 
@@ -57,7 +61,7 @@ def collect_activations(
     done = 0
     with tqdm(total=n_tokens, unit="tok", disable=not progress, desc="collect") as bar:
         for ids in batches:
-            x, y = record_batch(adapter, ids, manifest.input_site)
+            x, y = record_batch(adapter, ids, manifest.input_site, manifest.bos)
             take = min(len(x), n_tokens - done)
             writer.add(x[:take].float().cpu(), y[:take].float().cpu())
             done += take

@@ -1,10 +1,12 @@
-"""Tokenize documents and pack them into fixed-length contexts that start with BOS.
+"""Tokenize documents and pack them into fixed-length contexts, each starting with the
+attention sink (BOS) unless the BOS policy is never.
 
 The token stream is every document's tokens followed by EOS (when the tokenizer
 has one); each context is [BOS] + the next `context_length - 1` tokens of that
-stream, so contexts cross document boundaries and no token is padding. BOS is
-the tokenizer's `bos_token_id`, prepended because tokenizers such as SmolLM2's
-add none; a tokenizer that adds its own BOS has it removed from each document.
+stream (with `bos="never"`: the next `context_length` tokens), so contexts cross
+document boundaries and no token is padding. BOS is `sink_token_id` (the
+tokenizer's BOS, else EOS), prepended because tokenizers such as SmolLM2's add
+none; a tokenizer that adds its own BOS has it removed from each document.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from circuitscope.data.bos import BosPolicy, context_has_sink
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models.tokenizer import sink_token_id
 
@@ -33,21 +36,22 @@ def token_stream(documents: Iterable[str], tokenizer: Any) -> Iterator[int]:
 
 
 def pack_contexts(
-    documents: Iterable[str], tokenizer: Any, context_length: int
+    documents: Iterable[str], tokenizer: Any, context_length: int, bos: BosPolicy = "auto"
 ) -> Iterator[Tensor]:
-    """Contexts [context_length] (int64), each [BOS] + context_length - 1 stream tokens.
+    """Contexts [context_length] (int64), each [BOS] + context_length - 1 stream tokens
+    (auto, always) or context_length stream tokens (never; see `data.bos`).
 
     The last partial context is dropped.
     """
     if context_length < 2:
         raise CircuitscopeError(f"context length must be at least 2, got {context_length}")
-    bos = sink_token_id(tokenizer)
-    body = context_length - 1
+    head = [sink_token_id(tokenizer)] if context_has_sink(bos) else []
+    body = context_length - len(head)
     buffer: list[int] = []
     for token in token_stream(documents, tokenizer):
         buffer.append(token)
         if len(buffer) == body:
-            yield torch.tensor([bos, *buffer], dtype=torch.long)
+            yield torch.tensor([*head, *buffer], dtype=torch.long)
             buffer = []
 
 

@@ -7,7 +7,7 @@
       ...
 
 Tokens are shuffled across contexts before they are written (see `store_writer`);
-BOS positions are not recorded. Shards are float16 or bfloat16.
+sink (BOS) positions are not recorded (`Manifest.bos`). Shards are float16 or bfloat16.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from circuitscope.data.bos import BOS_POLICIES, BosPolicy
 from circuitscope.errors import CircuitscopeError
 
 MANIFEST = "manifest.json"
@@ -57,6 +58,13 @@ class Manifest:
     """What the stored inputs are: "mlp_in" (the MLP's input) or "resid_mid" (the
     residual stream before the MLP's norm). Stores written before it existed: mlp_in."""
     stats_sha256: str = ""
+    bos: BosPolicy = "auto"
+    """The BOS policy contexts were packed with (`data.bos`): auto or always, each context
+    starts with the sink token and its position is not recorded; never, no sink and every
+    position recorded. Stores written before it existed: auto (they started with the sink)."""
+    sink_token_id: int | None = None
+    """The sink token at each context's position 0 (None: never, or a store written before
+    it was recorded)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **asdict(self)}
@@ -73,6 +81,8 @@ class Manifest:
             manifest = cls(**data)
         except TypeError as error:
             raise CircuitscopeError(f"{where}: malformed manifest ({error})") from None
+        if manifest.bos not in BOS_POLICIES:
+            raise CircuitscopeError(f"{where}: unknown bos {manifest.bos!r} in the manifest")
         if sum(s.n_tokens for s in manifest.shards) != manifest.n_tokens:
             raise CircuitscopeError(f"{where}: shard token counts do not add up to n_tokens")
         return manifest
