@@ -7,13 +7,17 @@ import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
-from circuitscope.commands.options import ModelOptions
+from circuitscope.commands.options import BosOption, ModelOptions
+from circuitscope.data.bos import BosPolicy, context_has_sink
 from circuitscope.errors import CircuitscopeError
 from circuitscope.training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from circuitscope.data.store_format import Manifest
 
 
 @dataclass(kw_only=True)
@@ -24,7 +28,7 @@ class CorpusOptions:
     text_field: str = "text"
     """The field holding the text in JSONL and Parquet records and HF datasets."""
     context_length: int = 128
-    """Tokens per context, BOS included."""
+    """Tokens per context, the BOS included (when --bos puts one first)."""
 
 
 @dataclass(kw_only=True)
@@ -35,11 +39,11 @@ class InputSiteOption:
 
 
 @dataclass(kw_only=True)
-class CollectConfig(InputSiteOption, CorpusOptions, ModelOptions):
+class CollectConfig(BosOption, InputSiteOption, CorpusOptions, ModelOptions):
     out: str = positional()
     """The activation store folder to write."""
     tokens: int = 65_536
-    """Tokens to record (BOS positions are not recorded)."""
+    """Tokens to record (BOS positions are not recorded; see --bos)."""
     batch_size: int = 16
     """Contexts per forward pass."""
     shard_tokens: int = 4096
@@ -70,6 +74,23 @@ def _save_config(folder: Path, name: str, config: Any) -> None:
     write_json(folder / name, config_to_dict(config), indent=2)
 
 
+def _context_start(bos: BosPolicy, sink_id: int | None, tokenizer: Any = None) -> str:
+    """How packed contexts start, for a command's output (as run and trace show theirs)."""
+    if not context_has_sink(bos):
+        return f"contexts start with no BOS (--bos {bos})"
+    if sink_id is None:
+        return f"contexts start with the BOS (--bos {bos})"
+    text = f"{tokenizer.decode([sink_id])!r}, " if tokenizer is not None else "token "
+    return f"contexts start with {text}id {sink_id} (--bos {bos})"
+
+
+def _sink_id(tokenizer: Any, bos: BosPolicy) -> int | None:
+    """The sink token packed contexts start with under `bos`, or None (never)."""
+    from circuitscope.models.tokenizer import sink_token_id
+
+    return sink_token_id(tokenizer) if context_has_sink(bos) else None
+
+
 def collect_command(config: CollectConfig) -> int:
     """Record a model's MLP inputs and outputs over a corpus into an activation store."""
     from circuitscope.data.collect import collect_activations
@@ -85,7 +106,7 @@ def collect_command(config: CollectConfig) -> int:
     loaded = load_model(config.model, device=config.device, dtype=config.dtype)
     report = CorpusReport()
     documents = iter_documents(config.corpus, "train", config.seed, report, config.text_field)
-    contexts = pack_contexts(documents, loaded.tokenizer, config.context_length)
+    contexts = pack_contexts(documents, loaded.tokenizer, config.context_length, config.bos)
     manifest = Manifest(
         model=config.model,
         architecture=loaded.adapter.spec.name,
@@ -96,6 +117,8 @@ def collect_command(config: CollectConfig) -> int:
         seed=config.seed,
         corpus={"sources": config.corpus, "split": "train"},
         input_site=config.input_site,
+        bos=config.bos,
+        sink_token_id=_sink_id(loaded.tokenizer, config.bos),
     )
     _save_config(folder, "collect_config.json", config)
     manifest = collect_activations(
@@ -111,11 +134,12 @@ def collect_command(config: CollectConfig) -> int:
         f"wrote {manifest.n_tokens} tokens x {manifest.n_layers} layers in "
         f"{len(manifest.shards)} shards to {folder} ({report.summary()})"
     )
+    print(_context_start(manifest.bos, manifest.sink_token_id, loaded.tokenizer))
     return 0
 
 
 @dataclass(kw_only=True)
-class TrainConfig(TrainSettings, InputSiteOption, CorpusOptions):
+class TrainConfig(TrainSettings, BosOption, InputSiteOption, CorpusOptions):
     source: str = positional()
     """An activation store folder (from `collect`), or a model to record from as training goes."""
     out: str = positional(default="")
@@ -157,7 +181,7 @@ def train_command(config: TrainConfig) -> int:
         **{f.name: getattr(config, f.name) for f in dataclasses.fields(TrainSettings)}
     )
     out = Path(config.out).expanduser()
-    source = _training_source(config, settings)
+    source, context_start = _training_source(config, settings)
     main_process = os.environ.get("RANK", "0") == "0"  # torchrun sets RANK
     if main_process and (not config.resume or not (out / "train_config.json").exists()):
         _save_config(out, "train_config.json", config)
@@ -168,6 +192,7 @@ def train_command(config: TrainConfig) -> int:
 
         plot_run(out)
         final = result.final
+        print(context_start)
         print(
             f"trained {settings.kind.upper()} ({settings.n_features} features x "
             f"{source.n_layers} layers): normalized MSE {final.get('nmse', float('nan')):.3f}, "
@@ -177,7 +202,8 @@ def train_command(config: TrainConfig) -> int:
     return 0
 
 
-def _training_source(config: TrainConfig, settings: TrainSettings) -> Any:
+def _training_source(config: TrainConfig, settings: TrainSettings) -> tuple[Any, str]:
+    """The batch source and how its contexts start (for the output)."""
     from circuitscope.data.store_format import MANIFEST
     from circuitscope.data.store_reader import ActivationStore
     from circuitscope.training.sources import ModelSource, StoreSource
@@ -185,13 +211,9 @@ def _training_source(config: TrainConfig, settings: TrainSettings) -> Any:
     path = Path(config.source).expanduser()
     if (path / MANIFEST).is_file():
         store = ActivationStore(path, group_shards=settings.group_shards)
-        stored = store.manifest.input_site
-        if config.input_site != stored and config.input_site != "mlp_in":
-            raise CircuitscopeError(
-                f"{path} holds {stored} activations; --input-site {config.input_site} needs "
-                f"a store collected with it (or train from the model)"
-            )
-        return StoreSource(store, settings.batch_size, settings.seed)
+        _check_store_fits(config, store.manifest, path)
+        start = _context_start(store.manifest.bos, store.manifest.sink_token_id)
+        return StoreSource(store, settings.batch_size, settings.seed), f"{start}, as collected"
     if path.is_dir() and not (path / "config.json").is_file():
         raise CircuitscopeError(f"{path} is neither an activation store nor a model folder")
     from circuitscope.data.corpus import iter_documents
@@ -202,9 +224,9 @@ def _training_source(config: TrainConfig, settings: TrainSettings) -> Any:
 
     def contexts() -> Any:
         documents = iter_documents(config.corpus, "train", settings.seed, None, config.text_field)
-        return pack_contexts(documents, loaded.tokenizer, config.context_length)
+        return pack_contexts(documents, loaded.tokenizer, config.context_length, config.bos)
 
-    return ModelSource(
+    source = ModelSource(
         loaded.adapter,
         contexts,
         settings.batch_size,
@@ -212,11 +234,30 @@ def _training_source(config: TrainConfig, settings: TrainSettings) -> Any:
         config.source,
         loaded.adapter.spec.name,
         input_site=config.input_site,
+        bos=config.bos,
     )
+    sink = _sink_id(loaded.tokenizer, config.bos)
+    return source, _context_start(config.bos, sink, loaded.tokenizer)
+
+
+def _check_store_fits(config: TrainConfig, manifest: Manifest, path: Path) -> None:
+    """A store's input site and BOS policy are fixed; an option that asks for others (not
+    its default) is a mistake."""
+    stored = manifest.input_site
+    if config.input_site != stored and config.input_site != "mlp_in":
+        raise CircuitscopeError(
+            f"{path} holds {stored} activations; --input-site {config.input_site} needs "
+            f"a store collected with it (or train from the model)"
+        )
+    if config.bos != "auto" and context_has_sink(config.bos) != context_has_sink(manifest.bos):
+        raise CircuitscopeError(
+            f"{path} was collected with --bos {manifest.bos}; --bos {config.bos} needs "
+            f"a store collected with it (or train from the model)"
+        )
 
 
 @dataclass(kw_only=True)
-class EvalConfig(CorpusOptions, ModelOptions):
+class EvalConfig(BosOption, CorpusOptions, ModelOptions):
     transcoder: str = positional()
     """The transcoder folder (any supported format)."""
     tokens: int = 8192
@@ -249,13 +290,16 @@ def eval_command(config: EvalConfig) -> int:
     loaded = load_model(config.model, device=config.device, dtype=config.dtype, check=fits)
     transcoder.to_device(loaded.adapter.device)
     documents = iter_documents(config.corpus, "heldout", config.seed, None, config.text_field)
-    contexts = pack_contexts(documents, loaded.tokenizer, config.context_length)
+    contexts = pack_contexts(documents, loaded.tokenizer, config.context_length, config.bos)
     n_contexts = max(1, -(-config.tokens // (config.context_length - 1)))
     report = evaluate(loaded.adapter, transcoder, batched(contexts, config.batch_size), n_contexts)
+    sink = _sink_id(loaded.tokenizer, config.bos)
     report.data = {"corpus": config.corpus, "split": "heldout", "model": config.model}
+    report.data.update(bos=config.bos, sink_token_id=sink)
     write_json(folder / "eval.json", dataclasses.asdict(report), indent=2)
     _save_config(folder, "eval_config.json", config)
     print_report(report)
+    print(_context_start(config.bos, sink, loaded.tokenizer))
     print(f"wrote {folder / 'eval.json'}")
     try:
         from circuitscope.training.plots import plot_eval

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from circuitscope.data.bos import BosPolicy
 from circuitscope.data.collect import record_batch
 from circuitscope.data.stats import ActivationStats, StatsAccumulator
 from circuitscope.data.store_reader import ActivationStore, mix_seed
@@ -61,6 +62,8 @@ class StoreSource:
             "store_tokens": m.n_tokens,
             "corpus": m.corpus,
             "context_length": m.context_length,
+            "bos": m.bos,
+            "sink_token_id": m.sink_token_id,
         }
 
 
@@ -83,6 +86,7 @@ class ModelSource:
         architecture: str,
         stats_steps: int = 4,
         input_site: str = "mlp_in",
+        bos: BosPolicy = "auto",
     ) -> None:
         self.adapter = adapter
         self.contexts = contexts
@@ -91,6 +95,8 @@ class ModelSource:
         self.n_layers, self.d_model = adapter.n_layers, adapter.d_model
         self.model_id, self.architecture = model_id, architecture
         self.input_site = input_site
+        self.bos: BosPolicy = bos
+        """The policy `contexts` were packed with: whether position 0 is a sink to skip."""
         first = next(iter(contexts()))
         self.per_step = -(-batch_size // (len(first) - 1))
         self._iter: Iterator[Tensor] | None = None
@@ -120,7 +126,7 @@ class ModelSource:
 
     def batch(self, step: int, rows: tuple[int, int] | None) -> tuple[Tensor, Tensor]:
         ids = self._contexts_from(step * self.per_step)
-        x, y = record_batch(self.adapter, ids, self.input_site)
+        x, y = record_batch(self.adapter, ids, self.input_site, self.bos)
         order = torch.randperm(
             len(x), generator=torch.Generator().manual_seed(mix_seed(self.seed, step))
         )
@@ -130,4 +136,4 @@ class ModelSource:
         return x[keep].float().cpu(), y[keep].float().cpu()
 
     def describe(self) -> dict[str, Any]:
-        return {"source": "model", "model": self.model_id}
+        return {"source": "model", "model": self.model_id, "bos": self.bos}
