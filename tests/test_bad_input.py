@@ -83,6 +83,7 @@ CASES = [
     (["validate", "{trace}", "-o", "{plain}"], "is a file"),
     (["validate", "{trace}", "-o", "{transcoder}"], "holds other files"),
     (["validate", "{trace}", "--transcoder", "{other}"], "does not fit"),
+    (["validate", "{trace}", "--bos", "never"], "traced with --bos auto, not --bos never"),
     # eval
     (["eval", "{model}", "{other}"], "does not fit"),
     (["eval", "{model}", "{transcoder}", "--out", "{plain}"], "is a file"),

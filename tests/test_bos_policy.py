@@ -75,3 +75,22 @@ def test_train_from_the_model_and_eval_use_the_given_bos(folders, tmp_path, caps
         report = json.loads((out / "eval.json").read_text())
         assert (report["data"]["bos"], report["data"]["sink_token_id"]) == (bos, sink)
 
+
+def test_validate_refuses_another_bos_than_the_graphs_before_the_model_loads(
+    folders, monkeypatch, capsys
+):
+    import circuitscope.models.loading as loading
+
+    trace = folders["root"] / "trace"
+    args = ["trace", str(folders["model"]), str(folders["transcoder"]), "The capital of"]
+    assert main([*args, "--bos", "always", "-o", str(trace), "--no-progress"]) == 0
+    loads: list[str] = []
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: loads.append("model"))
+    capsys.readouterr()
+    assert main(["validate", str(trace), "--bos", "auto"]) == 2
+    err = capsys.readouterr().err.strip()
+    expected = f"{trace} was traced with --bos always, not --bos auto: validate replays"
+    assert err == f"circuitscope validate: error: {expected} the graph's tokens " + (
+        "(trace again to change the BOS)"
+    )
+    assert loads == [] and not (trace / "validation").exists()

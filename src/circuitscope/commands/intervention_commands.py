@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
 from circuitscope.commands.options import BosOption, ModelOptions
+from circuitscope.data.bos import BosPolicy
 from circuitscope.errors import CircuitscopeError
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ class ValidateConfig:
     """The model (default: the one the graph was traced with)."""
     transcoder: str = ""
     """The transcoder (default: the one the graph was traced with)."""
+    bos: BosPolicy | None = None
+    """The BOS policy (see run --bos; default: the one the graph was traced with). The graph's
+    tokens are replayed as traced, so another policy is refused."""
     top_n: int = 30
     """Test the pruned graph's this many most influential feature and error nodes."""
     freeze_attention: bool = True
@@ -215,6 +219,7 @@ def validate_command(config: ValidateConfig) -> int:
 
     output = config.output or Path(config.graph) / "validation"
     check_output_folder(output, (REPORT_FILE, PLOT_FILE))
+    bos = _traced_bos(config.graph, config.bos)  # before the model loads
     context = open_context(config.graph, config.model, config.transcoder, config.device)
     settings = ValidationSettings(
         config.top_n, config.freeze_attention, config.batch_size, config.check_edges
@@ -223,9 +228,24 @@ def validate_command(config: ValidateConfig) -> int:
     report["prompt"] = context.full.prompt
     report["graph"] = str(config.graph)
     folder = write_report(report, output)
+    print(f"tokens as traced (--bos {bos})")
     print_validation(report)
     print(f"\nwritten to {folder}/ (validation.json, validation.png)")
     return 0
+
+
+def _traced_bos(graph: str, given: BosPolicy | None) -> str:
+    """The BOS policy the graph was traced with (folders from before it was recorded: auto,
+    then the only policy); a different `given` one is refused."""
+    from circuitscope.graph.trace_folder import TraceFolder
+
+    recorded = str(TraceFolder.open(graph).settings().get("bos", "auto"))
+    if given is not None and given != recorded:
+        raise CircuitscopeError(
+            f"{graph} was traced with --bos {recorded}, not --bos {given}: validate replays "
+            "the graph's tokens (trace again to change the BOS)"
+        )
+    return recorded
 
 
 def print_validation(report: dict[str, Any]) -> None:
