@@ -10,7 +10,8 @@ the pass needs (no unembedding), with no site captured: the bound. "pass" is
 tables, interval samples, histograms, densities). Each is timed `--repeats` times,
 alternating, and the best time is kept (the machine is shared). Then the cards
 are made and written once (logit effects, decoding, files), timed apart: that
-cost depends on the number of features, not on the corpus. The transcoders are
+cost depends on the number of features, not on the corpus; so does that of the top
+input tokens (`--input-tokens K`, timed apart again, every layer). The transcoders are
 random with calibrated thresholds (`sparse_random_transcoder`, L0 about `--l0`).
 Writes benchmarks/results/features-<date>-<machine>.md and .json.
 """
@@ -31,6 +32,7 @@ from circuitscope.data.corpus import iter_documents
 from circuitscope.data.packing import batched, pack_contexts
 from circuitscope.features.build import all_features, make_cards
 from circuitscope.features.files import write_cards
+from circuitscope.features.input_tokens import top_input_tokens
 from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.stream import collect_stats
 from circuitscope.models.loading import load_model
@@ -61,11 +63,22 @@ def make_and_write(loaded, transcoder, stats, kind: str, enabled: bool) -> tuple
     if not enabled:
         return {}, 0, 0.0
     start = time.perf_counter()
-    cards = make_cards(loaded, transcoder, stats, kind, 10)
+    cards = make_cards(loaded, transcoder, stats, kind, 10, n_input_tokens=0)  # timed apart
     with tempfile.TemporaryDirectory() as folder:
         write_cards(Path(folder), cards, transcoder.config.n_features, {})
         size = sum(p.stat().st_size for p in Path(folder).iterdir())
     return cards, size, time.perf_counter() - start
+
+
+def input_token_seconds(loaded, transcoder, stats, k: int) -> float:
+    """Seconds to rank every feature's top k input tokens, every layer (0 when k is 0)."""
+    if k <= 0:
+        return 0.0
+    start = time.perf_counter()
+    for layer, features in stats.features.items():
+        divisor = stats.typical_input_divisor(layer)
+        top_input_tokens(loaded.adapter, transcoder, layer, features, divisor, k)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -80,6 +93,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["plt", "clt"])
     parser.add_argument("--machine", default="cpu-2core-shared")
     parser.add_argument("--cards", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--input-tokens", type=int, default=10, help="0: not timed")
     args = parser.parse_args()
 
     loaded = load_model(args.model)
@@ -105,6 +119,7 @@ def main() -> None:
             full.append(seconds)
         assert stats is not None
         cards, size, card_seconds = make_and_write(loaded, transcoder, stats, kind, args.cards)
+        inputs_seconds = input_token_seconds(loaded, transcoder, stats, args.input_tokens)
         fired = sum(int((s.count > 0).sum()) for s in stats.layers.values())
         row = {
             "kind": kind,
@@ -117,6 +132,7 @@ def main() -> None:
             "forward_seconds": forward,
             "pass_seconds": full,
             "cards_seconds": card_seconds,
+            "input_tokens_seconds": inputs_seconds,
             "cards": len(cards),
             "features_fired": fired,
             "files_mb": size / 2**20,
@@ -125,7 +141,8 @@ def main() -> None:
         print(
             f"{kind}: forward {row['forward_tokens_per_s']:.0f} tok/s, pass "
             f"{row['pass_tokens_per_s']:.0f} tok/s (ratio {row['ratio']:.2f}); "
-            f"{len(cards)} cards made and written in {card_seconds:.1f} s ({size / 2**20:.1f} MB)"
+            f"{len(cards)} cards made and written in {card_seconds:.1f} s ({size / 2**20:.1f} MB); "
+            f"top {args.input_tokens} input tokens of every feature in {inputs_seconds:.1f} s"
         )
     write_results(rows, args)
 
@@ -149,14 +166,15 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
         f"Context length {args.context_length}, batch {args.batch_size} contexts, random "
         f"transcoders with L0 about {args.l0}; best of {args.repeats}; shared machine.",
         "",
-        "| transcoder | tokens | forward tok/s | pass tok/s | pass / forward | cards | cards s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| transcoder | tokens | forward tok/s | pass tok/s | pass / forward | cards | cards s "
+        f"| top {args.input_tokens} input tokens s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['layers']} x {r['n_features']} {r['kind'].upper()} | {r['tokens']} | "
             f"{r['forward_tokens_per_s']:.0f} | {r['pass_tokens_per_s']:.0f} | {r['ratio']:.2f} | "
-            f"{r['cards']} | {r['cards_seconds']:.1f} |"
+            f"{r['cards']} | {r['cards_seconds']:.1f} | {r['input_tokens_seconds']:.1f} |"
         )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {stem}.md and .json")

@@ -7,14 +7,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from format_reader import independent_read
 
 from circuitscope.cli import main
+from circuitscope.features.build import token_decoder
 from circuitscope.features.card import load_card
 from circuitscope.features.files import card_ids, read_feature, read_labels, read_manifest
 from circuitscope.graph.files import save_graph
+from circuitscope.models.loading import load_model
 from circuitscope.testing.tiny_graphs import tiny_graph, write_tiny_folders
 from circuitscope.testing.tiny_models import TRAINING_TEXT
+from circuitscope.transcoders.transcoder import Transcoder
 
 COMMON = ["--tokens", "900", "--context-length", "16", "--batch-size", "4", "--no-progress"]
 COMMON += [
@@ -28,6 +32,8 @@ COMMON += [
     "4",
     "--after",
     "2",
+    "--input-tokens",
+    "3",
 ]
 
 
@@ -81,6 +87,28 @@ def test_every_feature_gets_a_consistent_card(setup: dict[str, Path]) -> None:
     assert len(read_labels(full)) == 72
 
 
+@torch.no_grad()
+def test_cards_hold_the_top_input_tokens(setup: dict[str, Path]) -> None:
+    """The tiny CLT reads mlp_in: tokens ranked by (g ⊙ E) · W_enc[:, i] (g the MLP norm's
+    weight); scores are those times 1 / (the norm's mean divisor), one factor per layer."""
+    loaded = load_model(str(setup["model"]))
+    transcoder = Transcoder.load(setup["transcoder"])
+    decode = token_decoder(loaded.tokenizer)
+    embeddings = loaded.adapter.embedding.weight.double()
+    for layer in range(3):
+        norm = loaded.adapter.layers[layer].get_submodule(loaded.adapter.spec.mlp_norm)
+        scores = (embeddings * norm.weight.double()) @ transcoder.layer(layer).W_enc.double()
+        ratios = []
+        for index in range(24):
+            card = read_feature(setup["full"], layer, index)
+            top = scores[:, index].topk(3)
+            assert card["top_input_tokens"] == decode(top.indices.tolist())
+            ratios.append(torch.tensor(card["top_input_token_values"]) / top.values)
+        ratio = torch.cat(ratios)  # 1 / divisor: the same for every token and feature
+        assert float(ratio.min()) > 0
+        assert float(ratio.max()) == pytest.approx(float(ratio.min()), rel=1e-4)
+
+
 def test_features_of_gives_the_same_cards_and_a_second_run_adds(
     setup: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -125,6 +153,8 @@ def test_feature_prints_a_card_and_sets_a_label(
     card = load_card(full, layer, index)
     assert f"L{layer}/F{index}" in out and "«" in out and "density" in out
     assert f"{card.top_examples[0].value:8.3f}" in out
+    assert len(card.top_input_tokens) == 3
+    assert "input tokens   " + repr(card.top_input_tokens[0][0]) in out
     document = json.loads(export.read_text())
     assert document["index"] == str(index) and document["maxActApprox"] == card.act_max
     assert document["pos_str"] == [s for s, _ in card.top_logits]

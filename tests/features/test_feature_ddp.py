@@ -14,7 +14,7 @@ from circuitscope.testing.tiny_graphs import write_tiny_folders
 from circuitscope.testing.tiny_models import TRAINING_TEXT
 
 ARGS = ["--tokens", "900", "--context-length", "16", "--batch-size", "3", "--no-progress"]
-ARGS += ["--top-k", "4", "--intervals", "4", "--per-interval", "2"]
+ARGS += ["--top-k", "4", "--intervals", "4", "--per-interval", "2", "--input-tokens", "3"]
 
 
 @pytest.mark.slow

@@ -39,7 +39,9 @@ def test_cards_for_the_capital_of_france_graph(tmp_path: Path) -> None:
     fired = 0
     for layer, index in expected:
         card = load_card(cards, layer, index)
-        assert len(card.top_logits) == 10
+        assert len(card.top_logits) == 10 and len(card.top_input_tokens) == 10  # the default
+        scores = [v for _, v in card.top_input_tokens]
+        assert scores == sorted(scores, reverse=True)  # type: ignore[type-var]
         if card.top_examples:
             fired += 1
             assert card.top_examples[0].value == pytest.approx(card.act_max, abs=1e-5)

@@ -32,6 +32,11 @@ class FeaturesConfig(StatsSettings, CorpusOptions, ModelOptions):
     """With --features-of: every feature of the full (unpruned) graphs, not only the pruned."""
     logits: int = 10
     """Top and bottom logit effects kept per feature."""
+    input_tokens: int = 10
+    """Top input tokens kept per feature: the token embeddings that raise its pre-activation
+    most along the direct path (embedding to encoder, through the MLP's norm for mlp_in
+    transcoders; attention and earlier MLPs ignored, so most telling in early layers).
+    Costs about what the logit effects cost. 0: none."""
     seed: int = 0
     """Seeds the corpus order."""
     progress: bool = True
@@ -70,6 +75,7 @@ def features_command(config: FeaturesConfig) -> int:
             features,
             transcoder_id=Path(config.transcoder).name,
             n_logits=config.logits,
+            n_input_tokens=config.input_tokens,
             shard=Shard(info.rank, info.world_size),
             progress=config.progress and info.is_main,
         )

@@ -1,1 +1,2 @@
-"""Feature cards (dashboards): top activations, quantile examples, densities, logit effects."""
+"""Feature cards (dashboards): top activations, quantile examples, densities, logit effects,
+top input tokens."""

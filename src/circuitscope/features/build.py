@@ -23,6 +23,7 @@ from circuitscope.features.files import (
     write_automatic_labels,
     write_cards,
 )
+from circuitscope.features.input_tokens import top_input_tokens
 from circuitscope.features.logits import summed_decoders, top_logits
 from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.stream import FeatureStats, Shard, collect_stats, merge_across_processes
@@ -72,13 +73,17 @@ def build_feature_cards(
     *,
     transcoder_id: str = "",
     n_logits: int = 10,
+    n_input_tokens: int = 10,
     shard: Shard | None = None,
     progress: bool = True,
 ) -> BuildReport:
-    """Cards for `features` ({layer: [F] indices}; every feature when None) into `folder`."""
+    """Cards for `features` ({layer: [F] indices}; every feature when None) into `folder`,
+    with `n_logits` top and bottom logits and `n_input_tokens` top input tokens each."""
     check_against_model(transcoder, loaded.adapter)
     if corpus.tokens < 1 or corpus.context_length < 2 or corpus.batch_size < 1:
         raise CircuitscopeError("--tokens and --batch-size must be positive, --context-length >= 2")
+    if min(n_logits, n_input_tokens) < 0:
+        raise CircuitscopeError("--logits and --input-tokens cannot be negative")
     folder = Path(folder)
     wanted = _checked(features if features is not None else all_features(transcoder), transcoder)
     run = _run_description(loaded, transcoder, corpus, settings, transcoder_id)
@@ -99,7 +104,7 @@ def build_feature_cards(
     seconds, tokens = stats.seconds, stats.tokens
     stats = merge_across_processes(stats)
     if shard is None or shard.rank == 0:
-        cards = make_cards(loaded, transcoder, stats, transcoder_id, n_logits)
+        cards = make_cards(loaded, transcoder, stats, transcoder_id, n_logits, n_input_tokens)
         write_cards(
             folder, cards, transcoder.config.n_features, run | {"tokens_seen": stats.tokens}
         )
@@ -113,6 +118,7 @@ def make_cards(
     stats: FeatureStats,
     transcoder_id: str,
     n_logits: int,
+    n_input_tokens: int = 10,
 ) -> dict[tuple[int, int], dict[str, Any]]:
     decode = token_decoder(loaded.tokenizer)
     cards = {}
@@ -120,6 +126,7 @@ def make_cards(
         features = stats.features[layer]
         directions = summed_decoders(transcoder, layer, features)
         logits = top_logits(loaded.adapter, directions, stats.typical_divisor, n_logits)
+        inputs = _input_tokens(loaded, transcoder, stats, layer, n_input_tokens)
         cards |= layer_cards(
             layer_stats,
             layer,
@@ -129,8 +136,19 @@ def make_cards(
             logits,
             decode,
             transcoder_id,
+            inputs,
         )
     return cards
+
+
+def _input_tokens(
+    loaded: LoadedModel, transcoder: Transcoder, stats: FeatureStats, layer: int, k: int
+) -> tuple[Tensor, Tensor] | None:
+    """(ids, scores) [F, k] of the top input tokens of `layer`'s features; None if k is 0."""
+    if k <= 0:
+        return None
+    divisor = stats.typical_input_divisor(layer)
+    return top_input_tokens(loaded.adapter, transcoder, layer, stats.features[layer], divisor, k)
 
 
 def token_decoder(tokenizer: Any):  # noqa: ANN201 (a Decode)

@@ -34,6 +34,9 @@ class FeatureCard:
     interval_examples: list[tuple[str, list[Example]]]
     top_logits: list[tuple[str, float | None]]
     bottom_logits: list[tuple[str, float | None]]
+    top_input_tokens: list[tuple[str, float | None]]
+    """The token embeddings that raise the pre-activation most along the direct path, with
+    their scores (`features.input_tokens`); empty when the cards were made without them."""
     histogram: list[float]
     quantile_values: list[float]
     record: dict[str, Any]
@@ -59,6 +62,9 @@ class FeatureCard:
             interval_examples=rest,
             top_logits=_logits(record["top_logits"], record.get("top_logit_values")),
             bottom_logits=_logits(record["bottom_logits"], record.get("bottom_logit_values")),
+            top_input_tokens=_logits(
+                record.get("top_input_tokens", []), record.get("top_input_token_values")
+            ),
             histogram=list(record["histogram"]),
             quantile_values=list(record["quantile_values"]),
             record=record,
@@ -104,8 +110,10 @@ def format_card(card: FeatureCard, color: bool = False, n_examples: int = 10) ->
         f"density {card.density:.3%} of tokens   max activation {card.act_max:.3f}",
         "top logits     " + _logit_text(card.top_logits),
         "bottom logits  " + _logit_text(card.bottom_logits),
-        "top activations:",
     ]
+    if card.top_input_tokens:
+        lines.append("input tokens   " + _logit_text(card.top_input_tokens))
+    lines.append("top activations:")
     lines += ["  " + format_example(e, color) for e in card.top_examples[:n_examples]]
     for name, examples in card.interval_examples:
         lines.append(f"{name}:")

@@ -15,7 +15,8 @@ Choices, for readers of the cards:
   `2^e / 256`); the last is the exact maximum;
 - `activation_frequency`: the fraction of tokens where the feature fires.
 Extra fields beside circuit-tracer's: layer, label, top/bottom logit values,
-histogram_bin_width, n_tokens.
+histogram_bin_width, n_tokens; with input tokens asked for, `top_input_tokens` and
+`top_input_token_values` (see `input_tokens`; circuit-tracer's reader ignores them).
 """
 
 from __future__ import annotations
@@ -141,10 +142,12 @@ def layer_cards(
     logits: tuple[Tensor, Tensor, Tensor, Tensor],
     decode: Decode,
     transcoder_id: str,
+    input_tokens: tuple[Tensor, Tensor] | None = None,
 ) -> dict[tuple[int, int], dict[str, Any]]:
     """The cards of one layer's `features` (row r of `stats` is features[r]).
 
-    logits: (top ids, top values, bottom ids, bottom values), each [F, n_logits].
+    logits: (top ids, top values, bottom ids, bottom values), each [F, n_logits];
+    input_tokens: (ids, scores), each [F, n], or None (no such fields).
     """
     top, samples = _Rows(stats.top), _Rows(stats.samples)
     act_max = torch.where(stats.top.position[:, 0] >= 0, stats.top.value[:, 0], 0.0)
@@ -152,6 +155,7 @@ def layer_cards(
     quantiles = percentiles(stats, act_max)
     top_ids, top_values, bottom_ids, bottom_values = (t.tolist() for t in logits)
     exponents, counts, maxima = stats.exponent.tolist(), stats.count.tolist(), act_max.tolist()
+    inputs = [t.tolist() for t in input_tokens] if input_tokens is not None else None
     cards = {}
     for row, index in enumerate(features):
         groups = examples_quantiles(top, samples, row, exponents[row], settings, decode)
@@ -173,6 +177,9 @@ def layer_cards(
             "activation_frequency": counts[row] / max(n_tokens, 1),
             "n_tokens": n_tokens,
         }
+        if inputs is not None:
+            card["top_input_tokens"] = decode(inputs[0][row])
+            card["top_input_token_values"] = [round(v, 5) for v in inputs[1][row]]
         card["label"] = auto_label(groups[0]["examples"], top_strings[0] if top_strings else None)
         cards[(layer, index)] = card
     return cards

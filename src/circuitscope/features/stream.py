@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 from circuitscope.errors import CircuitscopeError
+from circuitscope.features.input_tokens import mlp_norm
 from circuitscope.features.layer_stats import LayerStats
 from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.tables import SlotTable
@@ -39,12 +40,21 @@ class FeatureStats:
     """Positions seen (position 0 of each context excluded)."""
     divisor_sum: float = 0.0
     """Sum over those positions of the final norm's divisor (rms or std of the residual)."""
+    input_divisor_sums: dict[int, float] = field(default_factory=dict)
+    """Per layer, when the transcoder reads the MLP's input: the same sum for the MLP's norm
+    (`input_tokens` freezes that norm at the mean)."""
     seconds: float = 0.0
     contexts: int = 0
 
     @property
     def typical_divisor(self) -> float:
         return self.divisor_sum / max(self.tokens, 1)
+
+    def typical_input_divisor(self, layer: int) -> float:
+        """The mean divisor of `layer`'s MLP norm (1.0 when the transcoder reads no norm)."""
+        if layer not in self.input_divisor_sums:
+            return 1.0
+        return self.input_divisor_sums[layer] / max(self.tokens, 1)
 
 
 @dataclass
@@ -70,9 +80,12 @@ def collect_stats(
     shard = shard or Shard()
     layers = sorted(features)
     stats = {layer: LayerStats.empty(layer, features[layer], settings) for layer in layers}
-    capture = [transcoder.config.site_in(layer) for layer in layers]
-    final_site = sites.resid_post(adapter.n_layers - 1)
     result = FeatureStats(stats, features, settings, context_length=0)
+    if transcoder.config.input_kind == "mlp_in":
+        result.input_divisor_sums = dict.fromkeys(layers, 0.0)
+    capture = [transcoder.config.site_in(layer) for layer in layers]
+    capture += [sites.resid_mid(layer) for layer in result.input_divisor_sums]
+    final_site = sites.resid_post(adapter.n_layers - 1)
     start, seen = time.perf_counter(), 0
     bar = tqdm(total=n_contexts, unit="ctx", disable=not progress, desc="features")
     for number, ids in enumerate(batches):
@@ -105,9 +118,7 @@ def _add_batch(
 ) -> None:
     ids = ids.to(adapter.device)
     cache = adapter.run(ids, capture=[*capture, final_site], unembed=False).cache
-    final = cache.pop(final_site)[:, 1:]
-    divisor = 1.0 / norm_scale(adapter.spec.norm_kind, adapter.final_norm, final)
-    result.divisor_sum += float(divisor.double().sum())
+    _add_divisors(adapter, cache, final_site, result)
     result.tokens += int(ids.shape[0] * (ids.shape[1] - 1))
     first_position = first_context * int(ids.shape[1])
     ids_cpu = ids.cpu()
@@ -121,13 +132,33 @@ def _add_batch(
         stats.update(acts, ids_cpu, first_position, result.settings)
 
 
+def _add_divisors(
+    adapter: ModelAdapter, cache: dict[str, Tensor], final_site: str, result: FeatureStats
+) -> None:
+    """Add a batch's divisors of the final norm (and of the MLP norms read) to the sums."""
+    result.divisor_sum += _divisor_sum(adapter, adapter.final_norm, cache.pop(final_site))
+    for layer in result.input_divisor_sums:
+        norm_input = cache.pop(sites.resid_mid(layer))
+        result.input_divisor_sums[layer] += _divisor_sum(
+            adapter, mlp_norm(adapter, layer), norm_input
+        )
+
+
+def _divisor_sum(adapter: ModelAdapter, norm: nn.Module, x: Tensor) -> float:
+    """The norm's divisor (rms or std) summed over the positions of x [B, T, d] but 0."""
+    return float((1.0 / norm_scale(adapter.spec.norm_kind, norm, x[:, 1:])).double().sum())
+
+
 def merge_across_processes(result: FeatureStats) -> FeatureStats:
     """Rank 0 gets the union of every process's stats (others keep theirs); exact."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return result
-    totals = torch.tensor([float(result.tokens), result.divisor_sum], dtype=torch.float64)
+    inputs = sorted(result.input_divisor_sums)
+    sums = [result.input_divisor_sums[layer] for layer in inputs]
+    totals = torch.tensor([result.tokens, result.divisor_sum, *sums], dtype=torch.float64)
     dist.all_reduce(totals)
     result.tokens, result.divisor_sum = int(totals[0]), float(totals[1])
+    result.input_divisor_sums = dict(zip(inputs, totals[2:].tolist(), strict=True))
     for mine in result.layers.values():
         others = [_gather(mine, rank) for rank in range(1, dist.get_world_size())]
         if dist.get_rank() == 0:
