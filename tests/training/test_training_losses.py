@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 import torch
 
-from circuitscope.training.forward import decoder_norms, training_forward
+from circuitscope.training.forward import decoder_norms, sum_layer_outputs, training_forward
 from circuitscope.training.losses import (
     learning_rate,
     pre_activation_loss,
@@ -67,3 +67,27 @@ def test_training_forward_matches_the_module(kind: Literal["clt", "plt"]):
         assert torch.allclose(out.activations[layer], acts[layer])
         assert torch.allclose(out.reconstruction[:, layer], recon[layer], atol=1e-6)
         assert torch.allclose(decoder_norms(transcoder)[layer], transcoder.decoder_norms(layer))
+
+
+def test_sum_layer_outputs_values_and_gradients_by_hand():
+    g = torch.Generator().manual_seed(1)
+    parts = [torch.randn(2, 3 - i, 4, generator=g, requires_grad=True) for i in range(3)]
+    total = sum_layer_outputs(parts, (0, 1, 2), 3)
+    expected = torch.zeros(2, 3, 4)
+    for start, part in enumerate(parts):
+        for slot in range(part.shape[1]):
+            expected[:, start + slot] += part[:, slot].detach()
+    assert torch.equal(total, expected)
+    weights = torch.randn(2, 3, 4, generator=g)
+    (total * weights).sum().backward()
+    for start, part in enumerate(parts):
+        assert part.grad is not None
+        assert torch.equal(part.grad, weights[:, start:])
+
+
+def test_sum_layer_outputs_keeps_bf16_parts_gradients_in_bf16():
+    part = torch.ones(2, 1, 3, dtype=torch.bfloat16, requires_grad=True)
+    total = sum_layer_outputs([part], (1,), 2)
+    assert total.dtype == torch.float32 and float(total.detach()[:, 0].abs().sum()) == 0.0
+    total.sum().backward()
+    assert part.grad is not None and part.grad.dtype == torch.bfloat16
