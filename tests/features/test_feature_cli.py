@@ -94,10 +94,14 @@ def test_cards_hold_the_top_input_tokens(setup: dict[str, Path]) -> None:
     loaded = load_model(str(setup["model"]))
     transcoder = Transcoder.load(setup["transcoder"])
     decode = token_decoder(loaded.tokenizer)
-    embeddings = loaded.adapter.embedding.weight.double()
+    embedding_weight = loaded.adapter.embedding.weight
+    assert isinstance(embedding_weight, torch.Tensor)
+    embeddings = embedding_weight.double()
     for layer in range(3):
         norm = loaded.adapter.layers[layer].get_submodule(loaded.adapter.spec.mlp_norm)
-        scores = (embeddings * norm.weight.double()) @ transcoder.layer(layer).W_enc.double()
+        weight = norm.weight
+        assert isinstance(weight, torch.Tensor)
+        scores = (embeddings * weight.double()) @ transcoder.layer(layer).W_enc.double()
         ratios = []
         for index in range(24):
             card = read_feature(setup["full"], layer, index)

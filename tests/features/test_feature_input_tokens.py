@@ -24,6 +24,12 @@ DIVISOR = 2.5
 SETTINGS = StatsSettings(top_k=2, intervals=2, per_interval=1, histogram_bins=8)
 
 
+def _tensor(value: object) -> Tensor:
+    """A module attribute known to be a tensor (for the type checker)."""
+    assert isinstance(value, Tensor)
+    return value
+
+
 def _setup(arch: str) -> tuple[ModelAdapter, Tensor]:
     """A tiny fp64 model (norm weights random) and the 24 features of each layer."""
     return ModelAdapter(tiny_model(arch, dtype=torch.float64)), torch.arange(24)
@@ -31,14 +37,14 @@ def _setup(arch: str) -> tuple[ModelAdapter, Tensor]:
 
 def _embeddings(adapter: ModelAdapter, arch: str) -> Tensor:
     """[vocab, d] the token embeddings as the residual receives them, from the weights."""
-    weight = adapter.model.get_input_embeddings().weight.double()
+    weight = _tensor(adapter.model.get_input_embeddings().weight).double()
     return weight * math.sqrt(adapter.d_model) if arch == "gemma2" else weight
 
 
 def _brute_read(adapter: ModelAdapter, arch: str, layer: int, e: Tensor) -> Tensor:
     """The MLP norm of `layer` at divisor DIVISOR, minus its value at 0, written out."""
     norm = adapter.layers[layer].get_submodule(adapter.spec.mlp_norm)
-    g = norm.weight.double()
+    g = _tensor(norm.weight).double()
     if arch == "gemma2":
         return e * (1 + g) / DIVISOR
     if arch == "gpt2":
@@ -107,7 +113,9 @@ def test_the_pass_measures_the_mlp_norms_mean_divisor() -> None:
     for layer in features:
         x = cache[sites.resid_mid(layer)][:, 1:].double()
         norm = tiny.adapter.layers[layer].get_submodule(tiny.adapter.spec.mlp_norm)
-        rms = (x.pow(2).mean(dim=-1) + norm.variance_epsilon).sqrt()
+        epsilon = norm.variance_epsilon
+        assert isinstance(epsilon, float)
+        rms = (x.pow(2).mean(dim=-1) + epsilon).sqrt()
         assert stats.typical_input_divisor(layer) == pytest.approx(float(rms.mean()), rel=1e-5)
 
 
