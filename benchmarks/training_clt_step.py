@@ -32,7 +32,7 @@ def step_cpu_seconds(kind: str, n_features: int, activation: str, batch: int) ->
         n_features=n_features,
         activation=activation,  # type: ignore[arg-type]
         batch_size=batch,
-        k=16,
+        k=int(__import__("os").environ.get("K", "16")),
     )
     config = training_config(settings, N_LAYERS, D_MODEL, "random", "llama", "mlp_in")
     transcoder = init_transcoder(config, settings, torch.zeros(N_LAYERS, D_MODEL))

@@ -109,12 +109,44 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_f(r['ablation_replacement'])} | {_f(r['doubling_replacement'])} "
             f"| {r['sign_agreement']:.2f} | {_e(r['edge_relative_error'])} |"
         )
-    means = {c: statistics.mean(r[c] for r in rows) for c in [*COLUMNS, "ablation_features"]}
+    averaged = [*COLUMNS, "ablation_features", "replacement_score", "completeness_score"]
+    means = {c: _mean(r[c] for r in rows) for c in averaged}
     lines.append(
-        f"| **mean** | {len(rows)} prompts | | | | **{means['ablation']:.2f}** "
+        f"| **mean** | {len(rows)} prompts | | {means['replacement_score']:.2f} "
+        f"| {means['completeness_score']:.2f} | **{means['ablation']:.2f}** "
         f"| {means['ablation_features']:.2f} | {means['doubling']:.2f} "
         f"| {means['ablation_replacement']:.2f} | {means['doubling_replacement']:.2f} | | |"
     )
+    return "\n".join(lines)
+
+
+def _mean(values: Any) -> float:
+    """Mean of the defined values (a prompt whose Spearman is undefined is left out)."""
+    kept = [v for v in values if v is not None and v == v]
+    return statistics.mean(kept) if kept else float("nan")
+
+
+def run_summary(rows: list[dict[str, Any]], transcoder: str) -> dict[str, Any]:
+    """The run's figures in one place: the transcoder's held-out `eval.json` (when `eval`
+    has written one beside it) and the suite's means."""
+    summary: dict[str, Any] = {}
+    report = Path(transcoder) / "eval.json"
+    if report.is_file():
+        data = json.loads(report.read_text())
+        summary.update({k: data.get(k) for k in ("nmse", "l0", "dead_fraction", "dense_fraction")})
+        for name in ("replacement", "open_loop"):
+            for key in ("top1_agreement", "kl", "loss_delta"):
+                summary[f"spliced_{name}_{key}"] = data[name][key]
+    for column in ("replacement_score", "completeness_score", "ablation", "ablation_replacement"):
+        summary[f"mean_{column}"] = _mean(r[column] for r in rows)
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    lines = ["| figure | value |", "| --- | --- |"]
+    for key, value in summary.items():
+        text = "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else value
+        lines.append(f"| {key} | {text} |")
     return "\n".join(lines)
 
 
@@ -139,7 +171,9 @@ def main() -> None:
     for item in suite:
         rows.append(run_prompt(loaded, transcoder, item, args))
         print(f"{item['slug']}: ablation ρ {rows[-1]['ablation']:.3f}", flush=True)
-    text = table(rows)
+    summary = run_summary(rows, args.transcoder)
+    text = table(rows) + "\n\nThe run's figures (held-out `eval.json` and the suite's means):\n\n"
+    text += summary_table(summary)
     print(text)
     date = datetime.date.today().isoformat()
     machine = args.machine or f"{platform.machine()}-{torch.get_num_threads()}threads"
@@ -152,7 +186,8 @@ def main() -> None:
         "max_feature_nodes": args.max_feature_nodes,
         "torch": torch.__version__,
     }
-    stem.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    data = {**meta, "summary": summary, "rows": rows}
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
     header = f"# Graph validation, SmolLM2-135M\n\n{json.dumps(meta)}\n\n"
     stem.with_suffix(".md").write_text(header + text + "\n")
     print(f"written {stem}.md/.json")

@@ -76,3 +76,29 @@ def test_closed_loop_splice_equals_the_fixed_point(variant: Variant):
     kl = float((log_p.exp() * (log_p - log_q)).sum()) / log_p.shape[:2].numel()
     assert report.replacement.kl == pytest.approx(kl, rel=1e-5, abs=1e-9)
     assert kl > 1e-4
+
+
+def test_l0_dead_and_dense_fractions_equal_a_brute_force_count():
+    adapter = ModelAdapter(tiny_model("llama"))
+    transcoder = tiny_transcoder(adapter, "plt", seed=4)
+    ids = _ids()
+    report = evaluate(adapter, transcoder, [ids], n_contexts=len(ids))
+    kind, n_layers = transcoder.config.input_kind, adapter.n_layers
+    cache = adapter.run(ids, capture=[sites.transcoder_input(kind, i) for i in range(n_layers)])
+    dead = dense = total = 0
+    for layer in range(n_layers):
+        x = cache.cache[sites.transcoder_input(kind, layer)][:, 1:].reshape(-1, adapter.d_model)
+        acts, _ = transcoder.forward({layer: x})
+        counts = (acts[layer] != 0).sum(0)  # tokens each feature fired on
+        tokens = x.shape[0]
+        assert report.l0_per_layer[layer] == pytest.approx(float(counts.sum()) / tokens, abs=1e-3)
+        assert report.dense_per_layer[layer] == pytest.approx(
+            float((counts > 0.1 * tokens).float().mean()), abs=1e-4
+        )
+        dead += int((counts == 0).sum())
+        dense += int((counts > 0.1 * tokens).sum())
+        total += counts.numel()
+    assert report.n_tokens == ids.shape[0] * (ids.shape[1] - 1)
+    assert report.dead_fraction == pytest.approx(dead / total)
+    assert report.dense_fraction == pytest.approx(dense / total)
+    assert 0 < report.dense_fraction < 1  # the test sees both kinds

@@ -22,6 +22,7 @@ def all_commands() -> list[Command]:
     """Every subcommand, in the order `--help` lists them."""
     from circuitscope.commands import (
         attribution_commands,
+        export_commands,
         feature_commands,
         intervention_commands,
         model_commands,
@@ -38,6 +39,7 @@ def all_commands() -> list[Command]:
         *intervention_commands.COMMANDS,
         *supernode_commands.COMMANDS,
         *training_commands.COMMANDS,
+        *export_commands.COMMANDS,
         *feature_commands.COMMANDS,
         *viewer_commands.COMMANDS,
     ]

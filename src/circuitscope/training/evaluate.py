@@ -5,6 +5,7 @@ model's own MLP outputs. Reported:
 
 - normalized MSE per layer: Σ‖ŷ − y‖² / Σ‖y − ȳ‖² over the held-out tokens;
 - L0 per layer: mean active features per token; dead: features that never fired;
+  dense: features firing on more than `DENSE_FREQUENCY` (10%) of the tokens;
 - the replacement model (closed loop): every MLP's output replaced by the
   transcoder's reconstruction (skip term included) computed from the spliced
   model's own inputs at the transcoder's input site, all layers at once: top-1
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from circuitscope.data.collect import layer_sites
 from circuitscope.models import sites
 from circuitscope.models.adapter import MlpOutput, ModelAdapter
+from circuitscope.training.metrics import DENSE_FREQUENCY
 from circuitscope.transcoders.transcoder import Transcoder
 
 
@@ -49,9 +51,12 @@ class EvalReport:
     """Mean over layers of L0."""
     dead_fraction: float = 0.0
     """Fraction of all features that never fired."""
+    dense_fraction: float = 0.0
+    """Fraction of all features that fired on more than 10% of the tokens."""
     nmse_per_layer: list[float] = field(default_factory=list)
     l0_per_layer: list[float] = field(default_factory=list)
     dead_per_layer: list[float] = field(default_factory=list)
+    dense_per_layer: list[float] = field(default_factory=list)
     loss_original: float = 0.0
     replacement: SpliceFigures = field(default_factory=SpliceFigures)
     open_loop: SpliceFigures = field(default_factory=SpliceFigures)
@@ -66,6 +71,7 @@ class _Sums:
         self.sum = torch.zeros(n_layers, d, dtype=torch.float64)
         self.active = torch.zeros(n_layers, dtype=torch.float64)
         self.fired = [torch.zeros(n, dtype=torch.bool) for n in n_features]
+        self.fire_counts = [torch.zeros(n, dtype=torch.int64) for n in n_features]
         self.splice = {"replacement": [0.0, 0.0, 0.0], "open_loop": [0.0, 0.0, 0.0]}
         self.loss = 0.0
         self.predictions = 0
@@ -129,7 +135,9 @@ def _evaluate_batch(
         sums.sum[i] += y.reshape(-1, y.shape[-1]).sum(0)
         active = acts[i] != 0
         sums.active[i] += active.sum()
-        sums.fired[i] |= active.reshape(-1, active.shape[-1]).any(0).cpu()
+        per_feature = active.reshape(-1, active.shape[-1]).sum(0).cpu()
+        sums.fired[i] |= per_feature > 0
+        sums.fire_counts[i] += per_feature
     sums.tokens += int(ids.shape[0]) * (int(ids.shape[1]) - 1)
     logits = result.logits.float()
     targets = ids[:, 2:].to(logits.device)
@@ -171,6 +179,7 @@ def _report(sums: _Sums) -> EvalReport:
     l0 = (sums.active / n).tolist()
     dead = [float((~f).float().mean()) for f in sums.fired]
     total_features = sum(len(f) for f in sums.fired)
+    dense_flags = [counts > DENSE_FREQUENCY * n for counts in sums.fire_counts]
     m = max(sums.predictions, 1)
     loss_original = sums.loss / m
     splice = {
@@ -185,6 +194,8 @@ def _report(sums: _Sums) -> EvalReport:
         nmse_per_layer=[round(v, 5) for v in nmse],
         l0_per_layer=[round(v, 3) for v in l0],
         dead_per_layer=[round(v, 4) for v in dead],
+        dense_fraction=sum(float(f.sum()) for f in dense_flags) / total_features,
+        dense_per_layer=[round(float(f.float().mean()), 4) for f in dense_flags],
         loss_original=loss_original,
         replacement=splice["replacement"],
         open_loop=splice["open_loop"],
@@ -199,14 +210,21 @@ def print_report(report: EvalReport) -> None:
         f"({report.l0 * len(report.l0_per_layer):.0f} in all)"
     )
     print(f"dead features        {report.dead_fraction:.4f}")
+    print(f"dense features       {report.dense_fraction:.4f} (firing on over 10% of tokens)")
     print(f"original loss        {report.loss_original:.4f}")
     for name, figures in (("replacement", report.replacement), ("open loop", report.open_loop)):
         print(
             f"{name:<20} top-1 agreement {figures.top1_agreement:.4f}, KL {figures.kl:.4f}, "
             f"loss {figures.loss:.4f} ({figures.loss_delta:+.4f})"
         )
-    print("layer  nmse     L0      dead")
-    for layer, (a, b, c) in enumerate(
-        zip(report.nmse_per_layer, report.l0_per_layer, report.dead_per_layer, strict=True)
+    print("layer  nmse     L0      dead    dense")
+    for layer, (a, b, c, e) in enumerate(
+        zip(
+            report.nmse_per_layer,
+            report.l0_per_layer,
+            report.dead_per_layer,
+            report.dense_per_layer,
+            strict=True,
+        )
     ):
-        print(f"{layer:>5}  {a:.4f}  {b:7.2f}  {c:.4f}")
+        print(f"{layer:>5}  {a:.4f}  {b:7.2f}  {c:.4f}  {e:.4f}")

@@ -331,8 +331,10 @@ def save_transcoder(
     settings: TrainSettings,
     source: BatchSource,
     final: dict[str, Any],
+    step: int | None = None,
 ) -> Path:
-    """Fold the normalisation into a copy of the weights and write the native folder."""
+    """Fold the normalisation into a copy of the weights and write the native folder
+    (`step`: of a checkpoint part-way through the run; None: the end)."""
     from circuitscope import __version__
     from circuitscope.transcoders.normalization import fold_scales
 
@@ -344,8 +346,9 @@ def save_transcoder(
             "trainer": f"circuitscope {__version__}",
             "settings": asdict(settings),
             "data": source.describe(),
-            "tokens": settings.steps * settings.batch_size,
+            "tokens": (settings.steps if step is None else step) * settings.batch_size,
             "final": summary,
+            **({} if step is None else {"checkpoint_step": step}),
         }
     )
     return saved.save(folder)

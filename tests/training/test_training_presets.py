@@ -1,0 +1,84 @@
+"""`train --preset`: the presets resolve to their documented settings; a preset run
+resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from training_fixtures import tiny_documents
+
+from circuitscope.cli import main
+from circuitscope.commands.training_commands import TrainConfig, with_preset
+from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
+from circuitscope.training.presets import preset_values
+
+# The recipes as docs/training.md states them ("Presets").
+DOCUMENTED = {
+    ("demo", "cpu"): dict(kind="plt", n_features=2048, activation="topk", k=16, steps=500),
+    ("quality", "cpu"): dict(kind="plt", n_features=4096, activation="topk", k=32, steps=3000),
+    ("demo", "cuda"): dict(kind="plt", n_features=8192, activation="topk", k=16, steps=2000),
+    ("quality", "cuda"): dict(kind="plt", n_features=16384, activation="topk", k=32, steps=12000),
+}
+
+
+@pytest.mark.parametrize(("name", "device"), sorted(DOCUMENTED))
+def test_presets_resolve_to_the_documented_settings(name: str, device: str):
+    config = with_preset(TrainConfig(source="m", out="o", preset=name, device=device))  # type: ignore[arg-type]
+    for key, value in DOCUMENTED[name, device].items():
+        assert getattr(config, key) == value, key
+    batch = 1024 if device == "cpu" else 4096
+    assert config.batch_size == batch and config.model_dtype == "bfloat16"
+    tokens = config.steps * config.batch_size
+    assert tokens == {"demo": 512_000, "quality": 3_072_000}[name] * (16 if device == "cuda" else 1)
+
+
+def test_options_given_win_over_the_preset():
+    config = TrainConfig(source="m", out="o", preset="quality", n_features=512, lr=3e-4)
+    resolved = with_preset(config)
+    assert resolved.n_features == 512 and resolved.lr == 3e-4  # given
+    assert resolved.k == 32 and resolved.steps == 3000  # from the preset
+    assert with_preset(TrainConfig(source="m", out="o")) == TrainConfig(source="m", out="o")
+
+
+def test_an_unknown_preset_is_refused():
+    with pytest.raises(ValueError, match="unknown preset 'fast'"):
+        preset_values("fast", "cpu")
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("layer_*.safetensors")):
+        out.update({f"{file.name}/{k}": v for k, v in load_file(file).items()})
+    return out
+
+
+def test_a_preset_run_resumes_exactly(tmp_path: Path):
+    model = tmp_path / "tiny-llama"
+    tiny_model("llama").save_pretrained(model)
+    tiny_tokenizer().save_pretrained(model)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, doc in enumerate(tiny_documents(200, seed=2)):
+        (corpus / f"doc{i:03d}.txt").write_text(doc)
+    small = ["--n-features", "32", "--steps", "8", "--batch-size", "64", "--k", "4"]
+    common = [*small, "--checkpoint-every", "4", "--keep-checkpoints", "4", "--no-progress"]
+    common += ["--preset", "demo", "--corpus", str(corpus), "--context-length", "32"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main(["train", str(model), str(whole), *common]) == 0
+    assert main(["train", str(model), str(cut), *common]) == 0
+    saved = json.loads((whole / "train_config.json").read_text())
+    assert saved["preset"] == "demo" and saved["kind"] == "plt" and saved["k"] == 4
+    assert saved["activation"] == "topk" and saved["model_dtype"] == "bfloat16"
+    # Undo the second half of `cut`: back to its step-4 checkpoint, then resume.
+    shutil.rmtree(cut / "transcoder")
+    shutil.rmtree(cut / "checkpoints" / "step-00000008")
+    (cut / "checkpoints" / "latest").write_text("step-00000004\n")
+    assert main(["train", str(cut), "--resume", "--no-progress"]) == 0
+    a, b = _weights(whole / "transcoder"), _weights(cut / "transcoder")
+    assert a.keys() == b.keys() and len(a) > 0
+    assert all(torch.equal(a[key], b[key]) for key in a)
