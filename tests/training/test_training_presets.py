@@ -66,7 +66,16 @@ def test_a_preset_run_resumes_exactly(tmp_path: Path):
     for i, doc in enumerate(tiny_documents(200, seed=2)):
         (corpus / f"doc{i:03d}.txt").write_text(doc)
     small = ["--n-features", "32", "--steps", "8", "--batch-size", "64", "--k", "4"]
-    common = [*small, "--checkpoint-every", "4", "--keep-checkpoints", "4", "--no-progress"]
+    common = [
+        *small,
+        "--checkpoint-every",
+        "4",
+        "--log-every",
+        "1",
+        "--keep-checkpoints",
+        "4",
+        "--no-progress",
+    ]
     common += ["--preset", "demo", "--corpus", str(corpus), "--context-length", "32"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert main(["train", str(model), str(whole), *common]) == 0
@@ -82,3 +91,9 @@ def test_a_preset_run_resumes_exactly(tmp_path: Path):
     a, b = _weights(whole / "transcoder"), _weights(cut / "transcoder")
     assert a.keys() == b.keys() and len(a) > 0
     assert all(torch.equal(a[key], b[key]) for key in a)
+    # the log's clocks go on from where the resumed checkpoint's last line left them
+    log = [json.loads(line) for line in (cut / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6, 7, 8]
+    for key in ("elapsed_s", "cpu_s"):
+        times = [r[key] for r in log]
+        assert times == sorted(times) and times[-1] > 0, key

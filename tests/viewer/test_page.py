@@ -80,6 +80,12 @@ def test_clicking_a_node_opens_its_card_with_the_right_top_example(chromium, tra
     positive, negative = sum(w > 0 for w in weights), sum(w < 0 for w in weights)
     assert len(shown_rows) == min(10, positive) + min(10, negative) > 0
     assert chromium.find_element(By.ID, "histogram-marker") is not None
+    inputs = chromium.find_elements(By.CSS_SELECTOR, "#input-tokens .input-token")
+    card = tiny_card(layer, index)
+    assert [s.get_attribute("textContent") for s in inputs] == [
+        json.dumps(t)[1:-1] for t in card["top_input_tokens"]
+    ]
+    assert inputs[0].get_attribute("title") == "direct score 0.900"
     assert severe_console_messages(chromium) == []
 
 

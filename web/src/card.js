@@ -1,6 +1,7 @@
 // A feature card (circuit-tracer's feature JSON): top examples with per-token shading,
-// examples by quantile, top and bottom logits, density and the activation's place in
-// the histogram.
+// examples by quantile, top and bottom logits, the input tokens that drive it most
+// (circuitscope's `top_input_tokens`, when the card has them), density and the
+// activation's place in the histogram.
 
 import { el, fmt, showToken, svgEl } from "./dom.js";
 
@@ -21,6 +22,14 @@ export function renderCard(card, activation) {
       logitColumn("top logits", card.top_logits, card.top_logit_values, "pos"),
       logitColumn("bottom logits", card.bottom_logits, card.bottom_logit_values, "neg")),
   );
+  if (Array.isArray(card.top_input_tokens) && card.top_input_tokens.length) {
+    box.append(el("h4", { text: "top input tokens" }));
+    box.append(el("div", { id: "input-tokens" }, ...card.top_input_tokens.map((token, i) => {
+      const values = card.top_input_token_values;
+      const title = values && values[i] !== undefined ? `direct score ${fmt(values[i], 3)}` : "";
+      return el("span", { class: "input-token", text: showToken(token), title });
+    })));
+  }
   box.append(el("h4", { text: "density" }));
   box.append(el("div", {
     text: `active on ${fmt(100 * Number(card.activation_frequency), 3)}% of tokens; ` +

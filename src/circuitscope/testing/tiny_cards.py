@@ -39,7 +39,7 @@ def tiny_card(layer: int, index: int, transcoder_id: str = "tiny") -> dict[str, 
             }
         )
     top = rng.sample(_WORDS, 3)
-    return {
+    card = {
         "transcoder_id": transcoder_id,
         "index": index,
         "layer": layer,
@@ -55,6 +55,9 @@ def tiny_card(layer: int, index: int, transcoder_id: str = "tiny") -> dict[str, 
         "activation_frequency": round(rng.random() / 10, 5),
         "label": f"{top[0].strip() or top[0]!r} → {top[1]!r}",
     }
+    card["top_input_tokens"] = rng.sample(_WORDS, 3)  # drawn last: the fields above stay put
+    card["top_input_token_values"] = [0.9, 0.5, 0.25]
+    return card
 
 
 def write_tiny_cards(

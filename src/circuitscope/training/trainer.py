@@ -167,6 +167,7 @@ def _train(
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         _truncate_log(log_path, start)
+    clock = _RunClock(_logged_times(log_path) if start > 0 else (0.0, 0.0))
     wandb_run = _wandb(settings) if info.is_main else None
     from tqdm import tqdm
 
@@ -203,6 +204,7 @@ def _train(
             record = _log_record(
                 step + 1, lr, lam, loss, terms, grad_norm, fwd, y, variance, tracker
             )
+            record.update(clock.now())
             tracker.reset_window()
             if info.is_main:
                 with log_path.open("a") as handle:
@@ -277,6 +279,29 @@ def _save(
     extras["torch_rng"] = torch.get_rng_state()
     meta = {"settings": asdict(settings)}
     save_checkpoint(out, step, params, optimizer, extras, meta, keep=settings.keep_checkpoints)
+
+
+class _RunClock:
+    """Wall and process CPU seconds of a run, counting the parts before a resume."""
+
+    def __init__(self, before: tuple[float, float]) -> None:
+        self.wall0 = time.perf_counter() - before[0]
+        self.cpu0 = time.process_time() - before[1]
+
+    def now(self) -> dict[str, float]:
+        return {
+            "elapsed_s": round(time.perf_counter() - self.wall0, 1),
+            "cpu_s": round(time.process_time() - self.cpu0, 1),
+        }
+
+
+def _logged_times(path: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of the last line of a run's log (0 without one)."""
+    if not path.is_file():
+        return 0.0, 0.0
+    lines = path.read_text().splitlines()
+    last = json.loads(lines[-1]) if lines else {}
+    return float(last.get("elapsed_s", 0.0)), float(last.get("cpu_s", 0.0))
 
 
 def _truncate_log(path: Path, start: int) -> None:
