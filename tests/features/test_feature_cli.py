@@ -146,6 +146,76 @@ def test_a_folder_from_before_the_intervals_rename_is_still_added_to(
     assert "another settings" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--logits", "5"), ("--input-tokens", "4"), ("--input-tokens", "0")]
+)
+def test_a_second_run_with_other_card_contents_is_refused(
+    setup: dict[str, Path], option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cards keep --logits and --input-tokens entries each: a folder holds one shape."""
+    assert read_manifest(setup["full"])["card_contents"] == {"logits": 10, "input_tokens": 3}
+    args = ["features", str(setup["model"]), str(setup["transcoder"]), "-o", str(setup["full"])]
+    assert main([*args, "--corpus", str(setup["corpus"]), *COMMON, option, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another card_contents" in err and "\n" not in err
+    assert "'input_tokens': 3" in err
+
+
+def test_a_folder_from_before_card_contents_and_bos_were_recorded_is_added_to(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """features.json once had no card_contents (counts unknown: not checked) and no corpus
+    bos (contexts were packed as --bos auto packs them); a run must still add to it."""
+    old = tmp_path / "old"
+    base = ["features", str(setup["model"]), str(setup["transcoder"]), "-o", str(old)]
+    base += ["--corpus", str(setup["corpus"]), *COMMON]
+    assert main([*base, "--features-of", str(setup["trace"])]) == 0
+    some = card_ids(old)
+    manifest = json.loads((old / "features.json").read_text())
+    del manifest["card_contents"], manifest["corpus"]["bos"]
+    (old / "features.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {72 - len(some)} cards ({len(some)} kept)" in out
+    assert "contexts start with" in out and "(--bos auto)" in out
+    assert card_ids(old) == card_ids(setup["full"])
+    for layer, index in card_ids(old):
+        assert read_feature(old, layer, index) == read_feature(setup["full"], layer, index)
+    manifest = read_manifest(old)  # rewritten by the run that added: now complete
+    assert manifest["card_contents"] == {"logits": 10, "input_tokens": 3}
+    assert manifest["corpus"]["bos"] == "auto"
+    assert main([*base, "--bos", "never"]) == 2
+    assert "another corpus" in capsys.readouterr().err
+
+
+def test_bos_never_packs_other_contexts_and_does_not_mix_with_auto(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--bos never: contexts start with a text token (still position 0, still skipped, as
+    eval skips it); its cards differ from auto's, and the two never share a folder."""
+    never = tmp_path / "never"
+    base = ["features", str(setup["model"]), str(setup["transcoder"]), "-o", str(never)]
+    base += ["--corpus", str(setup["corpus"]), *COMMON]
+    assert main([*base, "--bos", "never"]) == 0
+    assert "contexts start with no BOS (--bos never)" in capsys.readouterr().out
+    manifest, auto = read_manifest(never), read_manifest(setup["full"])
+    assert manifest["corpus"]["bos"] == "never" and auto["corpus"]["bos"] == "auto"
+    assert "--bos never" in manifest["position_0"] and "skipped" in manifest["position_0"]
+    assert "BOS / attention sink" in auto["position_0"]
+    assert manifest["tokens_seen"] == auto["tokens_seen"] == 60 * 15
+    assert card_ids(never) == card_ids(setup["full"])
+    differs = [
+        k for k in card_ids(never) if read_feature(never, *k) != read_feature(setup["full"], *k)
+    ]
+    assert differs
+    assert main(base) == 2  # --bos auto into the never folder
+    err = capsys.readouterr().err.strip()
+    assert "another corpus" in err and "'bos': 'never'" in err and "\n" not in err
+    assert main([*base, "--bos", "never"]) == 0
+    assert "all 72 cards asked for are already there" in capsys.readouterr().out
+
+
 def test_feature_prints_a_card_and_sets_a_label(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

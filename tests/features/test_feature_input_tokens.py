@@ -120,7 +120,8 @@ def test_the_pass_measures_the_mlp_norms_mean_divisor() -> None:
 
 
 def test_a_card_shows_its_input_tokens_and_a_card_without_them_shows_none() -> None:
-    record = tiny_card(2, 7)
+    record = tiny_card(2, 7)  # tiny cards carry input tokens: this one is from before them
+    del record["top_input_tokens"], record["top_input_token_values"]
     card = FeatureCard.from_record(record, 2)
     assert card.top_input_tokens == [] and "input tokens" not in format_card(card)
     record |= {"top_input_tokens": [" Paris", " France"], "top_input_token_values": [1.5, -0.25]}

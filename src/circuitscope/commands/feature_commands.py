@@ -9,21 +9,22 @@ from pathlib import Path
 
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
-from circuitscope.commands.options import ModelOptions
-from circuitscope.commands.training_commands import CorpusOptions
+from circuitscope.commands.options import BosOption, ModelOptions
+from circuitscope.commands.training_commands import CorpusOptions, _context_start, _sink_id
 from circuitscope.errors import CircuitscopeError
 from circuitscope.features.stats_settings import StatsSettings
 
 
 @dataclass(kw_only=True)
-class FeaturesConfig(StatsSettings, CorpusOptions, ModelOptions):
+class FeaturesConfig(StatsSettings, BosOption, CorpusOptions, ModelOptions):
     transcoder: str = positional()
     """The transcoder folder (or hub reference) whose features to describe."""
     out: str = field(default="", metadata={"short": "-o"})
     """The features folder to write (or add to); default: features/ beside the transcoder
     when it is a local folder."""
     tokens: int = 65_536
-    """Corpus tokens to stream (position 0 of each context, the BOS, is not counted)."""
+    """Corpus tokens to stream (position 0 of each context is not counted: the BOS, or with
+    --bos never the first text token, as eval skips it)."""
     batch_size: int = 16
     """Contexts per forward pass."""
     features_of: list[str] = field(default_factory=list)
@@ -65,6 +66,7 @@ def features_command(config: FeaturesConfig) -> int:
             batch_size=config.batch_size,
             seed=config.seed,
             text_field=config.text_field,
+            bos=config.bos,
         )
         report = build_feature_cards(
             loaded,
@@ -89,6 +91,8 @@ def features_command(config: FeaturesConfig) -> int:
                 f"wrote {report.new_cards} cards ({report.kept_cards} kept) to {folder}/ from "
                 f"{report.tokens} tokens at {report.tokens_per_second:.0f} tokens/s"
             )
+            sink = _sink_id(loaded.tokenizer, config.bos)
+            print(_context_start(config.bos, sink, loaded.tokenizer))
     return 0
 
 

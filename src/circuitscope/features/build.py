@@ -1,7 +1,8 @@
 """Build feature cards: choose features, stream the corpus once, write the folder.
 
-A second run into the same folder adds the cards it lacks (same corpus and
-settings, checked against `features.json`) and keeps those already there.
+A second run into the same folder adds the cards it lacks (same model, transcoder,
+corpus, BOS policy, settings and card contents, checked against `features.json`) and
+keeps those already there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from circuitscope.data.bos import BosPolicy, context_has_sink
 from circuitscope.errors import CircuitscopeError
 from circuitscope.features.cards import layer_cards
 from circuitscope.features.files import (
@@ -40,6 +42,8 @@ class CorpusSpec:
     batch_size: int = 16
     seed: int = 0
     text_field: str = "text"
+    bos: BosPolicy = "auto"
+    """Whether each packed context starts with the attention sink (`data.bos`)."""
 
     @property
     def n_contexts(self) -> int:
@@ -86,7 +90,8 @@ def build_feature_cards(
         raise CircuitscopeError("--logits and --input-tokens cannot be negative")
     folder = Path(folder)
     wanted = _checked(features if features is not None else all_features(transcoder), transcoder)
-    run = _run_description(loaded, transcoder, corpus, settings, transcoder_id)
+    contents = {"logits": n_logits, "input_tokens": n_input_tokens}
+    run = _run_description(loaded, transcoder, corpus, settings, transcoder_id, contents)
     done = _existing_cards(folder, run)
     todo = _without(wanted, done)
     if not todo:
@@ -169,7 +174,7 @@ def _batches(loaded: LoadedModel, corpus: CorpusSpec):  # noqa: ANN202 (an itera
     from circuitscope.data.packing import batched, pack_contexts
 
     documents = iter_documents(list(corpus.sources), "all", corpus.seed, None, corpus.text_field)
-    contexts = pack_contexts(documents, loaded.tokenizer, corpus.context_length)
+    contexts = pack_contexts(documents, loaded.tokenizer, corpus.context_length, corpus.bos)
     return batched(contexts, corpus.batch_size)
 
 
@@ -196,7 +201,14 @@ def _run_description(
     corpus: CorpusSpec,
     settings: StatsSettings,
     transcoder_id: str,
+    card_contents: dict[str, int],
 ) -> dict[str, Any]:
+    """What made the cards: a second run into the folder must match it (`_existing_cards`).
+    `card_contents`: the logits and input tokens kept per card ({"logits", "input_tokens"})."""
+    if context_has_sink(corpus.bos):
+        position_0 = f"skipped (the BOS / attention sink, --bos {corpus.bos}), as in the graphs"
+    else:
+        position_0 = "skipped (a text token: --bos never puts no BOS first), as eval does"
     return {
         "model": loaded.source,
         "transcoder_id": transcoder_id,
@@ -204,7 +216,8 @@ def _run_description(
         "n_features": list(transcoder.config.n_features),
         "corpus": {**asdict(corpus), "sources": list(corpus.sources), "split": "all"},
         "settings": asdict(settings),
-        "position_0": "skipped (BOS / attention sink), as in the graphs",
+        "card_contents": dict(card_contents),
+        "position_0": position_0,
     }
 
 
@@ -215,7 +228,13 @@ def _existing_cards(folder: Path, run: dict[str, Any]) -> set[tuple[int, int]]:
     settings = manifest.get("settings")
     if isinstance(settings, dict) and "n_intervals" in settings:  # written before the rename
         settings["intervals"] = settings.pop("n_intervals")
-    for key in ("model", "transcoder_id", "n_features", "corpus", "settings"):
+    corpus = manifest.get("corpus")
+    if isinstance(corpus, dict) and "bos" not in corpus:  # written before --bos: always auto
+        corpus["bos"] = "auto"
+    keys = ["model", "transcoder_id", "n_features", "corpus", "settings"]
+    if "card_contents" in manifest:  # written before it was recorded: counts unknown
+        keys.append("card_contents")
+    for key in keys:
         if manifest.get(key) != run[key]:
             raise CircuitscopeError(
                 f"{folder} holds cards made with another {key} ({manifest.get(key)!r}); "
