@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from circuitscope.attribution.columns import ColumnLayout
 from circuitscope.attribution.limits import AttributionLimits
 from circuitscope.attribution.replacement import LocalReplacement
+from circuitscope.attribution.rows import BackwardWork
 from circuitscope.attribution.targets import LogitTarget
 from circuitscope.attribution.visit import visit_rows
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN, Graph
@@ -30,6 +31,8 @@ class AttributionRun:
     n_active: int
     selection: dict = field(default_factory=dict)
     """How features were chosen (see visit.Selection.summary)."""
+    work: BackwardWork = field(default_factory=BackwardWork)
+    """What the backward passes computed, counted (see rows.BackwardWork)."""
 
 
 def attribute(
@@ -50,6 +53,7 @@ def attribute(
         rows_computed=buffer.n,
         n_active=len(replacement.features),
         selection=visit.selection.summary(),
+        work=visit.work,
     )
 
 

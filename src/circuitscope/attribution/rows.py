@@ -18,6 +18,12 @@ Attention is causal, so a target at position p depends on positions <= p only:
 each batch runs through the graph of the shortest prompt prefix covering its
 targets (graphs of a few prefix lengths are built on demand and kept).
 
+A backward reaches only what lies below its inlets: a pass whose targets are all
+at layers <= l runs through layers below l only (the MLP inputs of layer l depend
+on nothing above), so visit.py groups each pass's targets by layer. `BackwardWork`
+counts what the passes did: per pass, the layers whose MLP output taps the
+gradient reached, times the pass's batch rows (and its prefix length).
+
 Active features without a column (see `ColumnLayout`) still contribute to each
 row's total |edge| (`RowBatch.outside_sum`), its largest one (`outside_max`) and
 each feature's largest over the batch (`outside_column_max`): influence
@@ -67,6 +73,27 @@ class RowBatch:
     """[k] largest |edge| from an active feature without a column."""
     outside_column_max: Tensor | None = None
     """[n_outside] each feature without a column: its largest |edge| over the k rows."""
+
+
+@dataclass
+class BackwardWork:
+    """The work of the backward passes so far, counted (not timed).
+
+    A pass computes on its whole batch (rows past its targets are zeros) through the
+    prompt prefix it needs, in every layer whose MLP output its gradient reaches:
+    layers 0 .. l-1 for targets at layers <= l, every layer for a logit target."""
+
+    passes: int = 0
+    layer_rows: int = 0
+    """Sum over passes of batch rows times the layers the backward reached."""
+    layer_row_positions: int = 0
+    """Sum over passes of batch rows times layers reached times prefix length."""
+
+    def add(self, batch: int, layers: int, length: int) -> None:
+        """One pass: `batch` rows through `layers` layers of a `length`-token prefix."""
+        self.passes += 1
+        self.layer_rows += batch * layers
+        self.layer_row_positions += batch * layers * length
 
 
 class _Inlet(torch.autograd.Function):
@@ -141,6 +168,9 @@ class RowComputer:
         self._tables = self._cached_tables(writer_cache_bytes)
         n_active = len(replacement.features)
         self._every = all_columns(n_active, replacement.n_layers, replacement.seq_len)
+        self.work = BackwardWork()
+        self._reached = 0
+        """Layers whose MLP output tap the current pass has read."""
         self.set_layout(layout)
 
     def _cached_tables(self, budget: float) -> dict[int, Tensor]:
@@ -185,7 +215,8 @@ class RowComputer:
         return min(rounded, self.replacement.seq_len)
 
     def rows(self, injections: list[Injection]) -> RowBatch:
-        """Rows for k <= batch_size targets."""
+        """Rows [k, n_columns] for k <= batch_size targets, in their order (one backward
+        pass, through the layers below the highest target's; counted in `work`)."""
         if not 0 < len(injections) <= self.batch_size:
             raise ValueError(f"between 1 and {self.batch_size} targets per pass")
         graph = self._graph(self.prefix_length(max(i.position for i in injections)))
@@ -206,11 +237,13 @@ class RowComputer:
             handle, state = graph.inlets[site]
             state.gradient = grad
             handles.append(handle)
+        self._reached = 0
         try:
             torch.autograd.grad(handles, [self._anchor], retain_graph=True, allow_unused=True)
         finally:
             for _, state in graph.inlets.values():
                 state.gradient = None
+        self.work.add(self.batch_size, self._reached, graph.length)
         return self._split(self._rows[: len(injections)])
 
     def _split(self, rows: Tensor, chunk: int = 1 << 18) -> RowBatch:
@@ -287,6 +320,7 @@ class RowComputer:
         self._rows[:, start : start + length] = edges
 
     def _mlp_edges(self, layer: int, grad: Tensor) -> None:
+        self._reached += 1
         grad = grad.to(self.dtype)
         length = grad.shape[1]
         errors = self.replacement.errors[layer, :length]

@@ -34,7 +34,7 @@ from circuitscope.attribution.influence_estimate import influence_scores
 from circuitscope.attribution.limits import AttributionLimits
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.row_buffer import RowBuffer
-from circuitscope.attribution.rows import Injection, RowComputer
+from circuitscope.attribution.rows import BackwardWork, Injection, RowComputer
 from circuitscope.attribution.targets import LogitTarget
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models import sites
@@ -84,6 +84,8 @@ class Visit:
     buffer: RowBuffer
     layout: ColumnLayout
     selection: Selection
+    work: BackwardWork = field(default_factory=BackwardWork)
+    """What the backward passes computed (see `BackwardWork`)."""
 
 
 BLOCK_BATCHES = 4
@@ -192,7 +194,7 @@ def visit_rows(
             visited[chunk] = True
             bar.update(len(chunk))
     bar.close()
-    return Visit(buffer, layout, selection)
+    return Visit(buffer, layout, selection, computer.work)
 
 
 def _weights(buffer: RowBuffer, probabilities: Tensor) -> Tensor:
@@ -254,8 +256,14 @@ def _next_features(
 
 
 def _batch_order(rep: LocalReplacement, layout: ColumnLayout, pending: Tensor) -> Tensor:
-    """Group targets by layer, positions ascending within it: a backward from layer l runs
-    through layers below l only, and through the prompt prefix its targets need."""
+    """pending [k] candidate columns, reordered: by layer, highest first, positions
+    ascending within a layer, so each pass (batch_size consecutive targets) runs through
+    the layers below its own highest target's only, and through the prompt prefix its
+    targets need. Cut into consecutive passes, this order makes the sum over passes of
+    their highest layer the least that any split of the k into passes of at most
+    batch_size has (the i-th highest pass maximum is at least the ((i-1)*batch_size+1)-th
+    highest layer). A row is the same whichever pass computes it: the order changes
+    nothing in the graph beyond rounding (test_backward_work.py checks it)."""
     features = layout.candidates[pending]
     pending = pending[torch.argsort(rep.features.position[features], stable=True)]
     layers = rep.features.layer[layout.candidates[pending]]
