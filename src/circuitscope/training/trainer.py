@@ -290,8 +290,8 @@ class _RunClock:
 
     def now(self) -> dict[str, float]:
         return {
-            "elapsed_s": round(time.perf_counter() - self.wall0, 1),
-            "cpu_s": round(time.process_time() - self.cpu0, 1),
+            "elapsed_s": round(time.perf_counter() - self.wall0, 3),
+            "cpu_s": round(time.process_time() - self.cpu0, 3),
         }
 
 
