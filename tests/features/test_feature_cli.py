@@ -187,6 +187,9 @@ def test_a_folder_from_before_card_contents_and_bos_were_recorded_is_added_to(
     assert manifest["corpus"]["bos"] == "auto"
     assert main([*base, "--bos", "never"]) == 2
     assert "another corpus" in capsys.readouterr().err
+    # always packs the same contexts as auto (both start with the sink): accepted
+    assert main([*base, "--bos", "always"]) == 0
+    assert "all 72 cards asked for are already there" in capsys.readouterr().out
 
 
 def test_bos_never_packs_other_contexts_and_does_not_mix_with_auto(

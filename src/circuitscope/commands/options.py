@@ -24,6 +24,7 @@ class BosOption:
     bos: BosPolicy = "auto"
     """Put the attention-sink token (the tokenizer's BOS, else EOS; for SmolLM2
     <|im_start|>) at position 0: auto (when the tokenizer adds none), always, never. One
-    rule for prompts (run, trace, intervene, validate) and training contexts (collect,
-    train, eval): a context starts mid-text, so auto puts the sink first as always does
-    and its position is not recorded; with never every position is."""
+    rule for prompts (run, trace, intervene, validate) and packed contexts (collect,
+    train, eval, features): a context starts mid-text, so auto puts the sink first as
+    always does and its position is not recorded; with never every position is (eval and
+    features still skip position 0)."""

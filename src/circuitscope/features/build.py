@@ -235,12 +235,20 @@ def _existing_cards(folder: Path, run: dict[str, Any]) -> set[tuple[int, int]]:
     if "card_contents" in manifest:  # written before it was recorded: counts unknown
         keys.append("card_contents")
     for key in keys:
-        if manifest.get(key) != run[key]:
+        if _comparable(key, manifest.get(key)) != _comparable(key, run[key]):
             raise CircuitscopeError(
                 f"{folder} holds cards made with another {key} ({manifest.get(key)!r}); "
                 "use another folder, or the settings it was made with"
             )
     return set(card_ids(folder))
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """A manifest value as compared: a corpus's BOS policy by its effect (auto and always
+    pack the same contexts, both starting with the sink)."""
+    if key == "corpus" and isinstance(value, dict) and "bos" in value:
+        return {**value, "bos": context_has_sink(value["bos"])}
+    return value
 
 
 def _without(wanted: dict[int, Tensor], done: set[tuple[int, int]]) -> dict[int, Tensor]:
