@@ -6,22 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from training_fixtures import tiny_documents
+from training_fixtures import model_and_corpus_folders
 
 from circuitscope.cli import main
-from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
+from circuitscope.testing.tiny_models import tiny_model
 
 
 @pytest.fixture(scope="module")
 def model_and_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("cli")
-    model = root / "tiny-llama"
-    tiny_model("llama").save_pretrained(model)
-    tiny_tokenizer().save_pretrained(model)
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for i, doc in enumerate(tiny_documents(600, seed=1)):
-        (corpus / f"doc{i:03d}.txt").write_text(doc)
+    model, corpus = model_and_corpus_folders(tmp_path_factory.mktemp("cli"), 600, seed=1)
     (corpus / "broken.bin").write_bytes(b"\x00\xff")
     return model, corpus
 

@@ -7,30 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from training_fixtures import tiny_documents
+from training_fixtures import model_and_corpus_folders, transcoder_weights
 
 from circuitscope.cli import main
-from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
-
-
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    for file in sorted(folder.glob("layer_*.safetensors")):
-        out.update({f"{file.name}/{k}": v for k, v in load_file(file).items()})
-    return out
 
 
 def test_the_last_checkpoint_exports_to_the_final_transcoder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    model = tmp_path / "tiny-llama"
-    tiny_model("llama").save_pretrained(model)
-    tiny_tokenizer().save_pretrained(model)
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i, doc in enumerate(tiny_documents(200, seed=3)):
-        (corpus / f"doc{i:03d}.txt").write_text(doc)
+    model, corpus = model_and_corpus_folders(tmp_path, 200, seed=3)
     run = tmp_path / "run"
     args = ["train", str(model), str(run), "--n-features", "32", "--steps", "8"]
     args += ["--batch-size", "64", "--checkpoint-every", "4", "--keep-checkpoints", "4"]
@@ -38,11 +23,14 @@ def test_the_last_checkpoint_exports_to_the_final_transcoder(
     assert main(args) == 0
     assert main(["export-checkpoint", str(run)]) == 0
     assert "wrote the transcoder of step 8" in capsys.readouterr().out
-    final, exported = _weights(run / "transcoder"), _weights(run / "transcoder-step-8")
+    final, exported = (
+        transcoder_weights(run / "transcoder"),
+        transcoder_weights(run / "transcoder-step-8"),
+    )
     assert final.keys() == exported.keys() and len(final) > 0
     assert all(torch.equal(final[key], exported[key]) for key in final)
     assert main(["export-checkpoint", str(run), "--step", "4", "--out", str(tmp_path / "s4")]) == 0
-    early = _weights(tmp_path / "s4")
+    early = transcoder_weights(tmp_path / "s4")
     assert not all(torch.equal(final[key], early[key]) for key in final)
     training = json.loads((tmp_path / "s4" / "config.json").read_text())["training"]
     assert training["checkpoint_step"] == 4 and training["tokens"] == 4 * 64

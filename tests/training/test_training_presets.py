@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from training_fixtures import tiny_documents
+from training_fixtures import model_and_corpus_folders, transcoder_weights
 
 from circuitscope.cli import main
 from circuitscope.commands.training_commands import TrainConfig, with_preset
-from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
 from circuitscope.training.presets import preset_values
 
 # The recipes as docs/training.md states them ("Presets").
@@ -50,21 +48,8 @@ def test_an_unknown_preset_is_refused():
         preset_values("fast", "cpu")
 
 
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    for file in sorted(folder.glob("layer_*.safetensors")):
-        out.update({f"{file.name}/{k}": v for k, v in load_file(file).items()})
-    return out
-
-
 def test_a_preset_run_resumes_exactly(tmp_path: Path):
-    model = tmp_path / "tiny-llama"
-    tiny_model("llama").save_pretrained(model)
-    tiny_tokenizer().save_pretrained(model)
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i, doc in enumerate(tiny_documents(200, seed=2)):
-        (corpus / f"doc{i:03d}.txt").write_text(doc)
+    model, corpus = model_and_corpus_folders(tmp_path, 200, seed=2)
     small = ["--n-features", "32", "--steps", "8", "--batch-size", "64", "--k", "4"]
     common = [
         *small,
@@ -88,7 +73,7 @@ def test_a_preset_run_resumes_exactly(tmp_path: Path):
     shutil.rmtree(cut / "checkpoints" / "step-00000008")
     (cut / "checkpoints" / "latest").write_text("step-00000004\n")
     assert main(["train", str(cut), "--resume", "--no-progress"]) == 0
-    a, b = _weights(whole / "transcoder"), _weights(cut / "transcoder")
+    a, b = transcoder_weights(whole / "transcoder"), transcoder_weights(cut / "transcoder")
     assert a.keys() == b.keys() and len(a) > 0
     assert all(torch.equal(a[key], b[key]) for key in a)
     # the log's clocks go on from where the resumed checkpoint's last line left them

@@ -28,3 +28,27 @@ def tiny_store_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("store")
     make_store(folder)
     return folder
+
+
+def model_and_corpus_folders(root: Path, n_documents: int, seed: int) -> tuple[Path, Path]:
+    """A saved tiny llama (with its tokenizer) and a folder of text documents, under root."""
+    from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
+
+    model = root / "tiny-llama"
+    tiny_model("llama").save_pretrained(model)
+    tiny_tokenizer().save_pretrained(model)
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for i, doc in enumerate(tiny_documents(n_documents, seed=seed)):
+        (corpus / f"doc{i:03d}.txt").write_text(doc)
+    return model, corpus
+
+
+def transcoder_weights(folder: Path) -> dict:
+    """Every tensor of a native transcoder folder, keyed by file and name."""
+    from safetensors.torch import load_file
+
+    out: dict = {}
+    for file in sorted(folder.glob("layer_*.safetensors")):
+        out.update({f"{file.name}/{k}": v for k, v in load_file(file).items()})
+    return out

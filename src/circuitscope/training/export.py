@@ -10,10 +10,9 @@ import torch
 from circuitscope.errors import CircuitscopeError
 from circuitscope.training.checkpoint import load_checkpoint
 from circuitscope.training.forward import parameter_list
-from circuitscope.training.init import training_config
 from circuitscope.training.settings import TrainSettings
 from circuitscope.training.sources import BatchSource
-from circuitscope.training.trainer import save_transcoder
+from circuitscope.training.trainer import normalization_scales, save_transcoder, source_config
 from circuitscope.transcoders.transcoder import Transcoder
 
 
@@ -41,21 +40,13 @@ def export_checkpoint(checkpoint: Path, source: BatchSource, folder: Path) -> Pa
     (its statistics give the scales folded into the weights)."""
     loaded = load_checkpoint(checkpoint)
     settings = TrainSettings(**loaded.meta["settings"])
-    config = training_config(
-        settings,
-        source.n_layers,
-        source.d_model,
-        source.model_id,
-        source.architecture,
-        source.input_site,
-    )
+    config = source_config(settings, source)
     transcoder = Transcoder(config)
     params = parameter_list(transcoder)
     if sorted(name for name, _ in params) != sorted(loaded.weights):
         raise CircuitscopeError(f"{checkpoint} does not hold this run's parameters")
     for name, param in params:
         param.copy_(loaded.weights[name])
-    s_in = torch.tensor(source.stats.input_scales(), dtype=torch.float32)
-    s_out = torch.tensor(source.stats.output_scales(), dtype=torch.float32)
+    s_in, s_out = normalization_scales(source)
     record = {"step": loaded.step}
     return save_transcoder(transcoder, s_in, s_out, folder, settings, source, record, loaded.step)

@@ -47,6 +47,7 @@ from circuitscope.training.losses import (
 from circuitscope.training.metrics import FeatureTracker, normalized_mse
 from circuitscope.training.settings import RESUME_KEYS, TrainSettings
 from circuitscope.training.sources import BatchSource
+from circuitscope.transcoders.config import TranscoderConfig
 from circuitscope.transcoders.transcoder import Transcoder
 
 LOG_FILE = "train_log.jsonl"
@@ -90,6 +91,27 @@ class LossModule(nn.Module):
                 terms["preact"] = preact
                 loss = loss + self.settings.preact_coefficient * preact
         return loss, terms, out
+
+
+def source_config(settings: TrainSettings, source: BatchSource) -> TranscoderConfig:
+    """The config of the transcoder a run with `settings` trains on `source`."""
+    return training_config(
+        settings,
+        source.n_layers,
+        source.d_model,
+        source.model_id,
+        source.architecture,
+        source.input_site,
+    )
+
+
+def normalization_scales(source: BatchSource) -> tuple[Tensor, Tensor]:
+    """([n_layers] input scales, [n_layers] output scales) that bring `source`'s
+    activations to mean norm √d_model (folded into the saved weights)."""
+    stats = source.stats
+    s_in = torch.tensor(stats.input_scales(), dtype=torch.float32)
+    s_out = torch.tensor(stats.output_scales(), dtype=torch.float32)
+    return s_in, s_out
 
 
 def make_optimizer(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
@@ -140,17 +162,9 @@ def _train(
     device = info.device
     torch.manual_seed(settings.seed)
     stats = source.stats
-    s_in = torch.tensor(stats.input_scales(), dtype=torch.float32)
-    s_out = torch.tensor(stats.output_scales(), dtype=torch.float32)
+    s_in, s_out = normalization_scales(source)
     variance = (stats.out_variance() * s_out.double() ** 2).float().to(device)
-    config = training_config(
-        settings,
-        source.n_layers,
-        source.d_model,
-        source.model_id,
-        source.architecture,
-        source.input_site,
-    )
+    config = source_config(settings, source)
     means = (stats.mean_out * s_out.double()[:, None]).float()
     transcoder = init_transcoder(config, settings, means).to(device)
     params = parameter_list(transcoder)
