@@ -12,7 +12,7 @@ from circuitscope.graph.influence import (
     influence_by_inverse,
     normalize_rows,
 )
-from circuitscope.graph.scores import graph_scores
+from circuitscope.graph.scores import GraphScores, circuit_tracer_scores, graph_scores
 
 DIAMOND_INFLUENCE = torch.tensor([0.125, 0.375, 0.1875, 0.3125, 0.0], dtype=torch.float64)
 """Influence of a, b, e, t, L; `influence` returns it for the sources (all but L)."""
@@ -83,6 +83,125 @@ def test_scores_are_one_without_error_edges():
     graph.edges[:, graph.span(ERROR)] = 0.0
     scores = graph_scores(graph)
     assert scores.replacement == 1.0 and scores.completeness == 1.0
+
+
+# --- circuit-tracer's formulas beside ours ---------------------------------------------------
+def circuit_tracer_by_loops(graph: Graph) -> tuple[float, float]:
+    """circuit-tracer's `compute_graph_scores` (circuit_tracer/graph.py), redone with plain
+    loops over the square adjacency [target][source]: rows scaled by max(sum |a|, 1e-10);
+    influence = w A + w A^2 + ... (w the logit probabilities); replacement = token / (token
+    + error) influence; completeness sums over every node (features, errors, tokens,
+    logits) (1 - its row's error share) * (its influence + its probability), over the sum
+    of (influence + probability)."""
+    square = graph.adjacency.tolist()
+    kinds = graph.node_kind.tolist()
+    n = len(kinds)
+    norm = []
+    for row in square:
+        total = max(sum(abs(a) for a in row), 1e-10)
+        norm.append([abs(a) / total for a in row])
+    w = [
+        float(v) if k == LOGIT else 0.0
+        for k, v in zip(kinds, graph.node_value.tolist(), strict=True)
+    ]
+    node_influence, current = [0.0] * n, w
+    for _ in range(n + 1):
+        current = [sum(current[t] * norm[t][s] for t in range(n)) for s in range(n)]
+        node_influence = [a + b for a, b in zip(node_influence, current, strict=True)]
+    token = sum(x for x, k in zip(node_influence, kinds, strict=True) if k == TOKEN)
+    error = sum(x for x, k in zip(node_influence, kinds, strict=True) if k == ERROR)
+    explained = total = 0.0
+    for t in range(n):
+        non_error = 1.0 - sum(norm[t][s] for s in range(n) if kinds[s] == ERROR)
+        output = node_influence[t] + w[t]
+        explained += non_error * output
+        total += output
+    return token / (token + error), explained / total
+
+
+def feature_error_token_logit() -> Graph:
+    """f=0, e=1, t=2, L=3 (p=1): L <- f (1), L <- e (1); f <- t (1)."""
+    kinds = [FEATURE, ERROR, TOKEN, LOGIT]
+    return make_graph(kinds, {(3, 0): 1.0, (3, 1): 1.0, (0, 2): 1.0}, [1.0, 0.0, 0.0, 1.0])
+
+
+def inputless_feature() -> Graph:
+    """f=0 (no input edges), e=1, t=2 (no edges), L=3 (p=1): L <- f (3), L <- e (-1)."""
+    kinds = [FEATURE, ERROR, TOKEN, LOGIT]
+    return make_graph(kinds, {(3, 0): 3.0, (3, 1): -1.0}, [1.0, 0.0, 0.0, 1.0])
+
+
+# (graph, replacement, ours, circuit-tracer's), worked out by hand:
+HAND_SCORES = [
+    # Ā: L: f 0.5, e 0.5; f: t 1. Influence f 0.5, e 0.5, t 0.5 (through f).
+    # replacement 0.5 / (0.5 + 0.5).
+    # ours: L (weight 1, non-error 0.5), f (0.5, 1): (0.5 + 0.5) / (1 + 0.5) = 2/3.
+    # circuit-tracer adds e and t (0.5 each, non-error 1):
+    #   (0.5 + 0.5 + 0.5 + 0.5) / (1 + 0.5 + 0.5 + 0.5) = 2 / 2.5 = 0.8.
+    (feature_error_token_logit, 0.5, 2 / 3, 0.8),
+    # diamond (graph_builders): influence a 0.125, b 0.375, e 0.1875, t 0.3125; L p 0.5.
+    # replacement 0.3125 / (0.3125 + 0.1875) = 0.625.
+    # ours: a (0.125, 1), b (0.375, 0.5), L (0.5, 1): (0.125 + 0.1875 + 0.5) / 1 = 0.8125.
+    # circuit-tracer adds e 0.1875 and t 0.3125: (0.8125 + 0.5) / (1 + 0.5) = 0.875.
+    (diamond, 0.625, 0.8125, 0.875),
+    # Ā: L: f 0.75, e 0.25; f has no input edges. Influence f 0.75, e 0.25, t 0.
+    # replacement 0 / (0 + 0.25) = 0.
+    # ours: only L has inputs (1, 0.75): 0.75 / 1 = 0.75.
+    # circuit-tracer: L 1 * 0.75, f 0.75 * 1 (empty row), e 0.25 * 1, t 0:
+    #   (0.75 + 0.75 + 0.25) / (1 + 0.75 + 0.25) = 1.75 / 2 = 0.875.
+    (inputless_feature, 0.0, 0.75, 0.875),
+]
+
+
+@pytest.mark.parametrize(("build", "replacement", "ours", "theirs"), HAND_SCORES)
+def test_both_completeness_definitions_by_hand(build, replacement, ours, theirs):
+    graph = build()
+    scores, circuit_tracer = graph_scores(graph), circuit_tracer_scores(graph)
+    assert scores.replacement == pytest.approx(replacement, abs=1e-12)
+    assert circuit_tracer.replacement == pytest.approx(replacement, abs=1e-12)
+    assert scores.completeness == pytest.approx(ours, abs=1e-12)
+    assert circuit_tracer.completeness == pytest.approx(theirs, abs=1e-12)
+    assert circuit_tracer.completeness > scores.completeness  # the two definitions differ
+    assert circuit_tracer_by_loops(graph) == pytest.approx((replacement, theirs), abs=1e-12)
+
+
+def layered_random_graph(seed: int) -> Graph:
+    """6 features in 3 layers (inputs from lower layers, errors and tokens), 4 errors,
+    3 tokens, 2 logits; about 60% of the possible edges, random signs and sizes."""
+    generator = torch.Generator().manual_seed(seed)
+    kinds = [FEATURE] * 6 + [ERROR] * 4 + [TOKEN] * 3 + [LOGIT] * 2
+    n_sources = len(kinds) - 2
+    edges = {}
+    for target in [*range(6), n_sources, n_sources + 1]:
+        for source in range(n_sources):
+            lower = source >= 6 or target >= n_sources or source // 2 < target // 2
+            if lower and float(torch.rand(1, generator=generator)) < 0.6:
+                edges[(target, source)] = float(torch.randn(1, generator=generator))
+    return make_graph(kinds, edges, [1.0] * 6 + [0.0] * 7 + [0.7, 0.3])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_circuit_tracer_scores_match_its_formula_on_random_graphs(seed):
+    graph = layered_random_graph(seed)
+    circuit_tracer = circuit_tracer_scores(graph)
+    replacement, completeness = circuit_tracer_by_loops(graph)
+    assert circuit_tracer.replacement == pytest.approx(replacement, rel=1e-12)
+    assert circuit_tracer.completeness == pytest.approx(completeness, rel=1e-12)
+    assert graph_scores(graph).replacement == pytest.approx(replacement, rel=1e-12)
+    assert circuit_tracer.completeness >= graph_scores(graph).completeness
+
+
+def test_all_scores_are_one_without_error_nodes():
+    # f=0, t=1, L=2 (p=1): L <- f (1), L <- t (-1); f <- t (2). No error nodes at all.
+    kinds = [FEATURE, TOKEN, LOGIT]
+    graph = make_graph(kinds, {(2, 0): 1.0, (2, 1): -1.0, (0, 1): 2.0}, [1.0, 0.0, 1.0])
+    for scores in (graph_scores(graph), circuit_tracer_scores(graph)):
+        assert scores == GraphScores(replacement=1.0, completeness=1.0)
+    assert circuit_tracer_by_loops(graph) == (1.0, 1.0)
+    # error nodes without edges: the same
+    diamond_graph = diamond()
+    diamond_graph.edges[:, diamond_graph.span(ERROR)] = 0.0
+    assert circuit_tracer_scores(diamond_graph) == GraphScores(1.0, 1.0)
 
 
 def test_graph_checks_its_shape_and_order():
