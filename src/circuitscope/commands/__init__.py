@@ -22,6 +22,7 @@ def all_commands() -> list[Command]:
     """Every subcommand, in the order `--help` lists them."""
     from circuitscope.commands import (
         attribution_commands,
+        compare_commands,
         export_commands,
         feature_commands,
         intervention_commands,
@@ -38,6 +39,7 @@ def all_commands() -> list[Command]:
         *attribution_commands.COMMANDS,
         *intervention_commands.COMMANDS,
         *supernode_commands.COMMANDS,
+        *compare_commands.COMMANDS,
         *training_commands.COMMANDS,
         *export_commands.COMMANDS,
         *feature_commands.COMMANDS,
