@@ -8,13 +8,19 @@ import math
 import pytest
 
 pytest.importorskip("selenium", reason="browser tests need selenium (./setup.sh --dev)")
-from page_actions import click_node, severe_console_messages, visible_count, wait_for, wait_ready  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from circuitscope.graph.neuronpedia import import_neuronpedia  # noqa: E402
 from circuitscope.testing.tiny_cards import tiny_card  # noqa: E402
 from circuitscope.viewer.export_html import export_html  # noqa: E402
+from circuitscope.viewer.page_actions import (  # noqa: E402
+    click_node,
+    severe_console_messages,
+    visible_count,
+    wait_for,
+    wait_ready,
+)
 from circuitscope.viewer.subgraph_scores import selection_scores  # noqa: E402
 from circuitscope.viewer.trace_folder import open_source  # noqa: E402
 

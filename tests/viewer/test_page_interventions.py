@@ -7,13 +7,18 @@ import json
 import pytest
 
 pytest.importorskip("selenium", reason="browser tests need selenium (./setup.sh --dev)")
-from page_actions import click_node, severe_console_messages, wait_for, wait_ready  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 from circuitscope.cli import main  # noqa: E402
 from circuitscope.errors import CircuitscopeError  # noqa: E402
 from circuitscope.viewer.interventions import InterventionBackend, parse_request  # noqa: E402
+from circuitscope.viewer.page_actions import (  # noqa: E402
+    click_node,
+    severe_console_messages,
+    wait_for,
+    wait_ready,
+)
 from circuitscope.viewer.trace_folder import open_source, read_document  # noqa: E402
 
 pytestmark = pytest.mark.browser

@@ -10,11 +10,16 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 pytest.importorskip("selenium", reason="browser tests need selenium (./setup.sh --dev)")
-from page_actions import severe_console_messages, visible_count, wait_for, wait_ready  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 from circuitscope.testing.tiny_cards import tiny_card  # noqa: E402
+from circuitscope.viewer.page_actions import (  # noqa: E402
+    severe_console_messages,
+    visible_count,
+    wait_for,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.browser
 

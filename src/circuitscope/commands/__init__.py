@@ -23,6 +23,7 @@ def all_commands() -> list[Command]:
     from circuitscope.commands import (
         attribution_commands,
         compare_commands,
+        demo_commands,
         export_commands,
         feature_commands,
         intervention_commands,
@@ -34,6 +35,7 @@ def all_commands() -> list[Command]:
     )
 
     return [
+        *demo_commands.COMMANDS,
         *model_commands.COMMANDS,
         *transcoder_commands.COMMANDS,
         *attribution_commands.COMMANDS,

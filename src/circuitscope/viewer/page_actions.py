@@ -1,13 +1,10 @@
-"""Driving the page in tests: where a node is drawn, clicking it, reading the page's state."""
+"""Driving the page in headless Chromium (tests, screenshots): where a node is drawn,
+clicking it, reading the page's state. Needs selenium (the dev extra)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
-
-from selenium.webdriver.common.action_chains import ActionChains
-from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 
 
 def node_screen_position(driver: Any, node_id: str) -> tuple[float, float]:
@@ -24,6 +21,10 @@ def node_screen_position(driver: Any, node_id: str) -> tuple[float, float]:
 
 def click_node(driver: Any, node_id: str, shift: bool = False) -> None:
     """A real mouse click (shift-click to pin) on a drawn node."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
     canvas = driver.find_element(By.ID, "base-canvas")
     x, y = node_screen_position(driver, node_id)
     size = canvas.size
