@@ -1,7 +1,7 @@
 """Screenshots of the page on a trace folder, for the README (headless Chromium).
 
     python -m circuitscope.viewer.screenshots GRAPH_DIR [--features DIR] [--out docs/viewer]
-        [--node NODE_ID]
+        [--node NODE_ID] [--threshold T]
 
 Serves the folder on a free port, opens the page, takes the whole page
 (`viewer-graph.png`), then clicks a feature node (the most influential one whose card
@@ -42,13 +42,21 @@ def feature_to_click(document: dict[str, Any], features: Path | None) -> str:
     raise SystemExit("no feature node with a card to click")
 
 
-def take(graph: Path, features: Path | None, out: Path, node: str, size: tuple[int, int]) -> None:
+def take(
+    graph: Path,
+    features: Path | None,
+    out: Path,
+    node: str,
+    size: tuple[int, int],
+    threshold: float | None = None,
+) -> None:
+    """Both screenshots into `out`; threshold: the prune slider's value (default: the page's)."""
     source = open_source(graph, features)
     server = ViewerServer(("127.0.0.1", 0), [source])
     threading.Thread(target=server.serve_forever, daemon=True).start()
     driver = start_chromium(*size)
     try:
-        driver.get(server.url)
+        driver.get(server.url + (f"#g=0&t={threshold:.2f}" if threshold else ""))
         wait_ready(driver)
         time.sleep(0.5)
         out.mkdir(parents=True, exist_ok=True)
@@ -56,6 +64,9 @@ def take(graph: Path, features: Path | None, out: Path, node: str, size: tuple[i
         clicked = node or feature_to_click(read_document(source), source.features_dir)
         click_node(driver, clicked)
         wait_for(driver, "document.querySelector('#top-examples .example')")
+        driver.execute_script(  # the card's examples into the side panel's view
+            "document.querySelector('.card').scrollIntoView({block: 'start'})"
+        )
         time.sleep(0.5)
         driver.save_screenshot(str(out / "viewer-card.png"))
         print(json.dumps({"graph": str(graph), "clicked": clicked, "out": str(out)}))
@@ -73,12 +84,20 @@ def main() -> None:
     parser.add_argument("--node", default="", help="the node to click (default: see above)")
     parser.add_argument("--width", type=int, default=1500)
     parser.add_argument("--height", type=int, default=950)
+    parser.add_argument("--threshold", type=float, default=None, help="prune slider value")
     args = parser.parse_args()
     missing = browser_missing()
     if missing:
         raise SystemExit(missing)
     features = Path(args.features) if args.features else None
-    take(Path(args.graph), features, Path(args.out), args.node, (args.width, args.height))
+    take(
+        Path(args.graph),
+        features,
+        Path(args.out),
+        args.node,
+        (args.width, args.height),
+        args.threshold,
+    )
 
 
 if __name__ == "__main__":
