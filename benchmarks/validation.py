@@ -28,6 +28,7 @@ import torch
 
 from circuitscope.attribution.limits import AttributionLimits
 from circuitscope.attribution.trace import save_trace, trace
+from circuitscope.graph.scores import circuit_tracer_scores
 from circuitscope.interventions.validation import (
     ValidationContext,
     ValidationSettings,
@@ -44,7 +45,7 @@ COLUMNS = ["ablation", "doubling", "ablation_replacement", "doubling_replacement
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--transcoder", default=str(ROOT / "out/smollm2-clt/transcoder"))
     parser.add_argument("--prompts", default=str(HERE / "validation_prompts.json"))
     parser.add_argument("--top-n", type=int, default=30)
@@ -86,6 +87,7 @@ def run_prompt(loaded: Any, transcoder: Transcoder, item: dict[str, Any], args) 
         "active_features": result.info.n_active_features,
         "replacement_score": result.scores.replacement,
         "completeness_score": result.scores.completeness,
+        "completeness_circuit_tracer": circuit_tracer_scores(result.graph).completeness,
         **{name: report["experiments"][name]["spearman"] for name in COLUMNS},
         "ablation_features": report["experiments"]["ablation"]["features_only"]["spearman"],
         "sign_agreement": report["experiments"]["ablation"]["sign_agreement"],
@@ -97,23 +99,27 @@ def run_prompt(loaded: Any, transcoder: Transcoder, item: dict[str, Any], args) 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| category | prompt | top logit | repl. | compl. | ablation ρ | features ρ "
+        "| category | prompt | top logit | repl. | compl. | compl. (circuit-tracer's) "
+        "| ablation ρ | features ρ "
         "| doubling ρ | ablation ρ (repl.) | doubling ρ (repl.) | signs | edge err |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         lines.append(
             f"| {r['category']} | {r['prompt']!r} | {r['top_logit']} "
             f"| {r['replacement_score']:.2f} | {r['completeness_score']:.2f} "
-            f"| {_f(r['ablation'])} | {_f(r['ablation_features'])} | {_f(r['doubling'])} "
+            f"| {_f(r.get('completeness_circuit_tracer'))} | {_f(r['ablation'])} "
+            f"| {_f(r['ablation_features'])} | {_f(r['doubling'])} "
             f"| {_f(r['ablation_replacement'])} | {_f(r['doubling_replacement'])} "
             f"| {r['sign_agreement']:.2f} | {_e(r['edge_relative_error'])} |"
         )
     averaged = [*COLUMNS, "ablation_features", "replacement_score", "completeness_score"]
-    means = {c: _mean(r[c] for r in rows) for c in averaged}
+    averaged.append("completeness_circuit_tracer")
+    means = {c: _mean(r.get(c) for r in rows) for c in averaged}
     lines.append(
         f"| **mean** | {len(rows)} prompts | | {means['replacement_score']:.2f} "
-        f"| {means['completeness_score']:.2f} | **{means['ablation']:.2f}** "
+        f"| {means['completeness_score']:.2f} | {_f(means['completeness_circuit_tracer'])} "
+        f"| **{means['ablation']:.2f}** "
         f"| {means['ablation_features']:.2f} | {means['doubling']:.2f} "
         f"| {means['ablation_replacement']:.2f} | {means['doubling_replacement']:.2f} | | |"
     )
@@ -137,8 +143,9 @@ def run_summary(rows: list[dict[str, Any]], transcoder: str) -> dict[str, Any]:
         for name in ("replacement", "open_loop"):
             for key in ("top1_agreement", "kl", "loss_delta"):
                 summary[f"spliced_{name}_{key}"] = data[name][key]
-    for column in ("replacement_score", "completeness_score", "ablation", "ablation_replacement"):
-        summary[f"mean_{column}"] = _mean(r[column] for r in rows)
+    columns = ("replacement_score", "completeness_score", "completeness_circuit_tracer")
+    for column in (*columns, "ablation", "ablation_replacement"):
+        summary[f"mean_{column}"] = _mean(r.get(column) for r in rows)
     return summary
 
 
