@@ -20,6 +20,7 @@ from circuitscope.viewer.server import ViewerServer
 from circuitscope.viewer.trace_folder import GraphSource, open_source
 
 PROMPT = "The capital of France is"
+FRENCH_PROMPT = "La capitale de la France est"
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +38,37 @@ def traced_template(tiny_folders, tmp_path_factory: pytest.TempPathFactory) -> P
     assert main([*args, "--slug", "capital"]) == 0
     write_tiny_cards(out / "features", feature_keys(json.loads((out / "capital.json").read_text())))
     return out
+
+
+@pytest.fixture(scope="session")
+def compare_templates(
+    tiny_folders, traced_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """Two trace folders of one transcoder to compare: a copy of `traced_template`
+    ("capital") and the prompt in French ("capitale"), each with cards in features/ and
+    supernode suggestions (supernodes.json)."""
+    import shutil
+
+    model, transcoder = tiny_folders
+    root = tmp_path_factory.mktemp("viewer-compare")
+    english = Path(shutil.copytree(traced_template, root / "capital"))
+    french = root / "capitale"
+    args = ["trace", str(model), str(transcoder), FRENCH_PROMPT, "-o", str(french)]
+    assert main([*args, "--no-progress", "--slug", "capitale"]) == 0
+    document = json.loads((french / "capitale.json").read_text())
+    write_tiny_cards(french / "features", feature_keys(document))
+    for folder in (english, french):
+        assert main(["supernodes", str(folder), "--no-check"]) == 0
+    return english, french
+
+
+@pytest.fixture
+def compare_dirs(compare_templates: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """Fresh copies of the two folders of `compare_templates`."""
+    import shutil
+
+    english, french = (Path(shutil.copytree(p, tmp_path / p.name)) for p in compare_templates)
+    return english, french
 
 
 @pytest.fixture

@@ -35,6 +35,12 @@ export async function loadCard(id, layer, index) {
   return getJson(`api/feature/${id}/${layer}/${index}`);
 }
 
+// The comparison of graph `id` (A) with graph `other` (B): graph/compare.py's JSON.
+export async function loadComparison(id, other) {
+  if (embedded) throw new Error("comparing graphs needs `circuitscope serve`");
+  return getJson(`api/compare/${id}/${other}`);
+}
+
 export async function postJson(url, body) {
   return getJson(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }

@@ -12,6 +12,7 @@ export const COLORS = {
   token: ["#cfe3f5", "#4a6f94"],
   logit: ["#b7e4c7", "#2d6a4f"],
   pinned: "#7c3aed",
+  compared: "#0d9488",
   clicked: "#111",
 };
 const BUCKETS = 4;
@@ -105,15 +106,19 @@ export function drawBase(ctx, view) {
     ctx.stroke();
   }
   outline(ctx, view, visible.filter((n) => view.pinned.has(n.id)), COLORS.pinned, 2);
+  if (view.highlighted && view.highlighted.size) {
+    // a ring outside the clicked node's outline, so both show
+    outline(ctx, view, visible.filter((n) => view.highlighted.has(n.id)), COLORS.compared, 3, 5);
+  }
   if (view.clicked && visibleIds.has(view.clicked.id)) outline(ctx, view, [view.clicked], COLORS.clicked, 2.5);
   return edges.length;
 }
 
-function outline(ctx, view, nodes, color, width) {
+function outline(ctx, view, nodes, color, width, gap = 1.5) {
   ctx.beginPath();
   for (const n of nodes) {
     const [x, y] = screen(view.t, view.layout.positions.get(n.id));
-    glyph(ctx, n.kind, x, y, nodeRadius(n) * Math.sqrt(view.t.k) + 1.5);
+    glyph(ctx, n.kind, x, y, nodeRadius(n) * Math.sqrt(view.t.k) + gap);
   }
   ctx.strokeStyle = color;
   ctx.lineWidth = width;

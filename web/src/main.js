@@ -1,6 +1,6 @@
 // The page: wiring of state, the link graph, the side panel, the subgraph pane,
-// saving, URL state and interventions. window.circuitscope exposes state and timings
-// for tests and the benchmark.
+// saving, URL state, interventions and the compare panel. window.circuitscope exposes
+// state and timings for tests and the benchmark.
 
 import { select } from "d3-selection";
 import { zoom, zoomIdentity } from "d3-zoom";
@@ -13,13 +13,18 @@ import { computeLayout } from "./layout.js";
 import { selectionScores } from "./scores.js";
 import { itemLinks, renderSubgraph, subgraphItems } from "./subgraph.js";
 import { exportPng, exportSvg, subgraphPngUrl, subgraphSvgText } from "./export.js";
+import { featureKey, featureNodes, renderComparison } from "./compare.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {
   graphs: [], gid: 0, model: null, threshold: 0.8, linkType: "both", clicked: null,
   pinned: [], supernodes: [], labels: {}, editedLabels: {}, sgPos: {},
   selectedItems: new Set(), t: zoomIdentity, scores: null, view: null,
+  // the compare panel: the other graph's id (null: closed), the comparison, "none" |
+  // "loading" | "ready" | "error", the nodes of the features clicked in the list
+  compareWith: null, comparison: null, compareStatus: "none", compareHighlight: new Set(),
 };
+let compareTicket = 0;
 const timings = { start: performance.now(), firstDraw: null, redraw: [], hover: [] };
 window.circuitscope = {
   state, timings, redraw: () => draw(), ready: false, error: null,
@@ -49,6 +54,7 @@ function draw() {
   const width = pane.clientWidth, height = pane.clientHeight;
   const always = new Set(state.pinned);
   if (state.clicked) always.add(state.clicked.id);
+  for (const id of state.compareHighlight) always.add(id);
   const visible = visibleNodes(model, state.threshold, always);
   const layout = computeLayout(model, visible, width, height);
   const ctx = sizeCanvas($("base-canvas"), width, height);
@@ -56,6 +62,7 @@ function draw() {
   const view = {
     model, layout, visible, visibleIds: new Set(visible.map((n) => n.id)), t: state.t, width, height,
     clicked: state.clicked, linkType: state.linkType, pinned: new Set(state.pinned),
+    highlighted: state.compareHighlight,
   };
   view.edgeCount = drawBase(ctx, view);
   view.hits = hitIndex(layout, visible);
@@ -109,11 +116,15 @@ function click(event) {
   else selectNode(node);
 }
 
-function selectNode(node) {
+// highlight: node ids outlined as the features clicked in the compare panel (none
+// when the node was clicked anywhere else).
+function selectNode(node, highlight = []) {
   state.clicked = node || null;
+  state.compareHighlight = new Set(highlight);
   draw();
   renderSide();
   renderIntervene();
+  markCompareRows(highlight.length === 0);
   writeHash();
 }
 
@@ -316,6 +327,7 @@ function writeHash() {
   params.set("link", state.linkType);
   if (state.clicked) params.set("clicked", state.clicked.id);
   if (state.pinned.length) params.set("pinned", state.pinned.join(","));
+  if (state.compareWith !== null) params.set("cmp", String(state.compareWith));
   history.replaceState(null, "", "#" + params.toString());
 }
 
@@ -372,6 +384,76 @@ function resultTable(result) {
   return box;
 }
 
+// --- the compare panel ----------------------------------------------------------------
+function fillComparePicker() {
+  const picker = $("compare-picker");
+  picker.replaceChildren(el("option", { value: "", text: "—" }));
+  for (const g of state.graphs) {
+    if (g.id !== state.gid) picker.append(el("option", { value: String(g.id), text: g.name }));
+  }
+  picker.value = state.compareWith === null ? "" : String(state.compareWith);
+}
+
+// Compare the current graph with graph `other` (null or the current one: close the panel).
+async function openComparison(other) {
+  const ticket = ++compareTicket;
+  state.compareWith = other === null || other === state.gid || !state.graphs[other] ? null : other;
+  state.comparison = null;
+  state.compareHighlight = new Set();
+  $("compare-picker").value = state.compareWith === null ? "" : String(state.compareWith);
+  const panel = $("compare");
+  const wasHidden = panel.hidden;
+  panel.hidden = state.compareWith === null;
+  state.compareStatus = state.compareWith === null ? "none" : "loading";
+  writeHash();
+  if (state.compareWith === null) {
+    if (!wasHidden) draw(); // the graph pane grew
+    return;
+  }
+  const name = state.graphs[state.compareWith].name;
+  const title = el("h3", { id: "compare-title" }, `compared with “${name}”`,
+    el("button", { id: "compare-close", text: "close", title: "close the comparison", onclick: () => openComparison(null) }));
+  panel.replaceChildren(title, el("p", { class: "hint", text: "comparing…" }));
+  draw(); // the graph pane narrowed, or the highlight went
+  try {
+    const comparison = await api.loadComparison(state.gid, state.compareWith);
+    if (ticket !== compareTicket || !state.model) return;
+    state.comparison = comparison;
+    const names = [state.graphs[state.gid].name, name];
+    panel.replaceChildren(title, renderComparison(comparison, names, state.model, selectFeatures));
+    state.compareStatus = "ready";
+    markCompareRows(true);
+  } catch (error) {
+    if (ticket !== compareTicket) return;
+    panel.replaceChildren(title, el("p", { id: "compare-error", text: "cannot compare: " + error.message }));
+    state.compareStatus = "error";
+  }
+}
+
+// Click the most influential node of the features `keys` ("layer/index") and outline
+// every node of them.
+function selectFeatures(keys) {
+  const byFeature = featureNodes(state.model);
+  const nodes = keys.flatMap((key) => byFeature.get(key) || []);
+  if (!nodes.length) return setStatus("no node of this feature in this graph");
+  const rank = (n) => (n.influenceValue === null ? Infinity : n.influenceValue);
+  const best = nodes.reduce((a, b) => (rank(b) < rank(a) ? b : a));
+  selectNode(best, nodes.map((n) => n.id));
+}
+
+// Mark the list's rows of the clicked node's feature (scroll to it when `reveal`).
+function markCompareRows(reveal) {
+  const node = state.clicked;
+  const key = node && node.kind === "feature" ? featureKey(node.layer, featureIndex(node)) : null;
+  let first = null;
+  for (const tr of $("compare").querySelectorAll("tr[data-feature]")) {
+    const on = tr.dataset.feature === key;
+    tr.classList.toggle("current", on);
+    if (on && !first) first = tr;
+  }
+  if (first && reveal) first.scrollIntoView({ block: "nearest" });
+}
+
 // --- loading --------------------------------------------------------------------------
 function parsePositions(text) {
   try {
@@ -385,6 +467,8 @@ function parsePositions(text) {
 async function openGraph(gid, hash) {
   state.gid = gid;
   state.model = null;
+  state.compareHighlight = new Set();
+  compareTicket++; // a comparison of the previous graph is not shown
   $("error-box").hidden = true;
   let doc;
   try {
@@ -394,6 +478,7 @@ async function openGraph(gid, hash) {
     $("side").replaceChildren();
     sizeCanvas($("base-canvas"), 1, 1);
     showError(`cannot open graph “${state.graphs[gid]?.name}”: ${error.message}`);
+    $("compare").hidden = true;
     window.circuitscope.ready = true;
     return;
   }
@@ -413,6 +498,7 @@ async function openGraph(gid, hash) {
     if (hash.has("link")) state.linkType = hash.get("link");
     if (hash.has("pinned")) state.pinned = hash.get("pinned").split(",").filter((id) => state.model.byId.has(id));
     if (hash.has("clicked")) state.clicked = state.model.byId.get(hash.get("clicked")) || null;
+    if (hash.has("cmp")) state.compareWith = Number(hash.get("cmp"));
   }
   $("threshold").value = String(state.threshold);
   $("link-type").value = state.linkType;
@@ -423,7 +509,8 @@ async function openGraph(gid, hash) {
   renderSubgraphPane();
   renderSuggestions(doc.suggestions);
   renderIntervene();
-  writeHash();
+  fillComparePicker();
+  openComparison(state.compareWith);
   window.circuitscope.ready = true;
 }
 
@@ -437,6 +524,11 @@ async function start() {
   const picker = $("graph-picker");
   state.graphs.forEach((g) => picker.append(el("option", { value: String(g.id), text: g.name })));
   picker.hidden = state.graphs.length < 2;
+  $("compare-label").hidden = state.graphs.length < 2;
+  $("compare-picker").addEventListener("change", () => {
+    const value = $("compare-picker").value;
+    openComparison(value === "" ? null : Number(value));
+  });
   picker.addEventListener("change", () => { window.circuitscope.ready = false; openGraph(Number(picker.value), null); });
   $("threshold").addEventListener("input", () => { state.threshold = Number($("threshold").value); draw(); writeHash(); });
   $("link-type").addEventListener("change", () => { state.linkType = $("link-type").value; draw(); writeHash(); });

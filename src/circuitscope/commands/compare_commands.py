@@ -13,7 +13,6 @@ from circuitscope.errors import CircuitscopeError
 if TYPE_CHECKING:
     from circuitscope.graph.compare import FeatureRow, GraphComparison, Supernode
     from circuitscope.graph.graph import Graph
-    from circuitscope.graph.trace_folder import TraceFolder
 
 
 @dataclass(kw_only=True)
@@ -41,7 +40,7 @@ class CompareConfig:
 
 def compare_command(config: CompareConfig) -> int:
     """Compare two traced graphs: shared features, features only in one, supernode matches."""
-    from circuitscope.graph.compare import compare_graphs
+    from circuitscope.graph.compare import check_same_transcoder, compare_graphs
     from circuitscope.graph.supernodes_files import read_suggestions
     from circuitscope.graph.trace_folder import SUPERNODES_FILE, TraceFolder
     from circuitscope.outputs import check_output_file, write_json
@@ -66,37 +65,6 @@ def compare_command(config: CompareConfig) -> int:
         write_json(output, comparison.to_dict())
         print(f"\nwritten to {output}")
     return 0
-
-
-def recorded_transcoders(folder: TraceFolder, graph: Graph) -> tuple[str, str]:
-    """(resolved, given): the transcoder as the graph's metadata names it (resolved to an
-    absolute path where it was a path) and as config.json names it (as it was given);
-    "" where the folder does not record it."""
-    resolved = graph.metadata.get("transcoder")
-    given = folder.settings().get("transcoder")
-    return (
-        resolved if isinstance(resolved, str) else "",
-        given if isinstance(given, str) else "",
-    )
-
-
-def check_same_transcoder(folder_a: TraceFolder, a: Graph, folder_b: TraceFolder, b: Graph) -> None:
-    """Refuse two graphs whose transcoders differ (their feature indices are unrelated).
-
-    Compared as resolved paths when both graphs record them, else as given in config.json
-    when both folders record that; not checked when neither is recorded by both."""
-    recorded = zip(
-        recorded_transcoders(folder_a, a), recorded_transcoders(folder_b, b), strict=True
-    )
-    for transcoder_a, transcoder_b in recorded:
-        if transcoder_a and transcoder_b:
-            if transcoder_a != transcoder_b:
-                raise CircuitscopeError(
-                    f"{folder_a.path} and {folder_b.path} were traced with different "
-                    f"transcoders ({transcoder_a} and {transcoder_b}); only graphs of one "
-                    "transcoder share features"
-                )
-            return
 
 
 def print_comparison(

@@ -12,7 +12,8 @@ graph from `trace` holds every node's influence in the full graph, the numbers `
 prints); otherwise both are computed on the graphs as given with `influence.influence`,
 the walk pruning and the scores use. Comparing two graphs only makes sense when they
 were traced with the same transcoder (feature indices of two transcoders are unrelated);
-that is the caller's to check (the `compare` command does).
+that is the caller's to check with `check_same_transcoder` (the `compare` command and
+the page's compare view do).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor
 
@@ -28,6 +29,9 @@ from circuitscope.errors import CircuitscopeError
 from circuitscope.graph.graph import Graph
 from circuitscope.graph.influence import influence, normalize_rows
 from circuitscope.graph.neuronpedia import node_ids
+
+if TYPE_CHECKING:
+    from circuitscope.graph.trace_folder import TraceFolder
 
 FeatureKey = tuple[int, int]
 """(layer, feature index): one transcoder feature, wherever its nodes sit."""
@@ -203,6 +207,38 @@ def compare_graphs(
     return GraphComparison(
         a.prompt, b.prompt, summary, tuple(shared), tuple(only_a), tuple(only_b), groups
     )
+
+
+def recorded_transcoders(folder: TraceFolder, graph: Graph) -> tuple[str, str]:
+    """(resolved, given): the transcoder as the graph's metadata names it (resolved to an
+    absolute path where it was a path) and as config.json names it (as it was given);
+    "" where the folder does not record it."""
+    resolved = graph.metadata.get("transcoder")
+    given = folder.settings().get("transcoder")
+    return (
+        resolved if isinstance(resolved, str) else "",
+        given if isinstance(given, str) else "",
+    )
+
+
+def check_same_transcoder(folder_a: TraceFolder, a: Graph, folder_b: TraceFolder, b: Graph) -> None:
+    """Refuse (CircuitscopeError) two graphs whose transcoders differ (their feature
+    indices are unrelated); `a`, `b` are graphs of the two trace folders.
+
+    Compared as resolved paths when both graphs record them, else as given in config.json
+    when both folders record that; not checked when neither is recorded by both."""
+    recorded = zip(
+        recorded_transcoders(folder_a, a), recorded_transcoders(folder_b, b), strict=True
+    )
+    for transcoder_a, transcoder_b in recorded:
+        if transcoder_a and transcoder_b:
+            if transcoder_a != transcoder_b:
+                raise CircuitscopeError(
+                    f"{folder_a.path} and {folder_b.path} were traced with different "
+                    f"transcoders ({transcoder_a} and {transcoder_b}); only graphs of one "
+                    "transcoder share features"
+                )
+            return
 
 
 def node_influence(graph: Graph, stored: bool = True) -> Tensor:

@@ -8,6 +8,9 @@ Routes (every answer is JSON except the page and its static files):
     GET  /api/graph/ID                  the attribution-graph JSON (+ saved labels)
     GET  /api/feature/ID/LAYER/INDEX    a feature card
     GET  /api/file/ID/PATH              a file inside the graph's folder
+    GET  /api/compare/ID/OTHER          graph ID's features beside graph OTHER's (both
+                                        trace folders of one transcoder): the JSON of
+                                        `graph.compare.compare_graphs`, ID as graph A
     POST /api/state/ID                  {qParams, labels}: save the view
     POST /api/intervene/ID              run interventions on the model (see interventions.py)
 
@@ -105,6 +108,9 @@ class ViewerHandler(BaseHTTPRequestHandler):
         elif match := _FEATURE.fullmatch(path):
             source = self.server.source(match.group(1))
             self._json(trace_folder.read_card(source, int(match.group(2)), int(match.group(3))))
+        elif match := re.fullmatch(r"/api/compare/(\w+)/(\w+)", path):
+            a, b = self.server.source(match.group(1)), self.server.source(match.group(2))
+            self._json(trace_folder.compare_sources(a, b))
         elif match := re.fullmatch(r"/api/file/(\w+)/(.+)", path):
             source = self.server.source(match.group(1))
             self._file(_checked(lambda: trace_folder.served_file(source, match.group(2))))

@@ -211,6 +211,31 @@ def read_card(source: GraphSource, layer: int, index: int) -> dict[str, Any]:
     return read_feature(source.features_dir, layer, index)
 
 
+def compare_sources(a: GraphSource, b: GraphSource) -> dict[str, Any]:
+    """`graph.compare.compare_graphs` of the two sources' pruned graphs (with each
+    folder's supernodes.json when both have one) as plain JSON data; raises
+    CircuitscopeError when either is not a trace folder or their transcoders differ."""
+    from circuitscope.graph.compare import check_same_transcoder, compare_graphs
+    from circuitscope.graph.supernodes_files import read_suggestions
+
+    opened = []
+    for source in (a, b):
+        if not source.is_trace:
+            raise CircuitscopeError(
+                f"{source.name} is a graph JSON file, not a trace folder; comparing needs "
+                "the folders `circuitscope trace` writes (their pruned graphs)"
+            )
+        opened.append(folders.TraceFolder.open(source.folder))
+    folder_a, folder_b = opened
+    graph_a, graph_b = folder_a.pruned(), folder_b.pruned()
+    check_same_transcoder(folder_a, graph_a, folder_b, graph_b)
+    document_a, document_b = (
+        read_suggestions(folder.path) if folder.file(folders.SUPERNODES_FILE).is_file() else None
+        for folder in opened
+    )
+    return compare_graphs(graph_a, graph_b, document_a, document_b).to_dict()
+
+
 def read_trace_config(source: GraphSource) -> dict[str, Any]:
     """The trace's settings (config.json: model, transcoder, bos, ...), with the model and
     transcoder as graph.json's metadata resolved them (absolute paths, so a relative path
