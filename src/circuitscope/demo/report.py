@@ -80,7 +80,7 @@ def _screening_table(cases: list[dict[str, Any]]) -> str:
 def _figures_table(cases: list[dict[str, Any]]) -> str:
     head = (
         "| case | top token | features | replacement | completeness | ablation ρ "
-        "| groups | groups passing | group ρ |"
+        "| groups | checked groups passing | ρ over checked groups |"
     )
     rows = [head, "|---|---|---|---|---|---|---|---|---|"]
     for case in cases:

@@ -82,8 +82,9 @@ def _label_axes(axes: object, graph: Graph, coords: torch.Tensor) -> None:
     axes.set_yticks(rows[::step])  # type: ignore[attr-defined]
     axes.set_yticklabels(labels[::step])  # type: ignore[attr-defined]
     axes.set_ylabel("layer")  # type: ignore[attr-defined]
-    for index in torch.nonzero(graph.node_kind == LOGIT).flatten().tolist():
-        rank = index - int(graph.indices(LOGIT)[0])
-        x, y = float(coords[index, 0]), float(graph.n_layers)
-        axes.annotate(graph.logit_labels[rank], (x, y), fontsize=7, rotation=20,  # type: ignore[attr-defined]
+    logits = graph.indices(LOGIT)
+    if len(logits):  # the top target only: the logits sit side by side, their labels would overlap
+        first = int(logits[0])
+        x, y = float(coords[first, 0]), float(graph.n_layers)
+        axes.annotate(graph.logit_labels[0], (x, y), fontsize=7, rotation=20,  # type: ignore[attr-defined]
                       xytext=(3, 6), textcoords="offset points")  # fmt: skip
