@@ -9,10 +9,13 @@ TopK layers take a sparse path: the k kept values and their indices per token
 W_enc's gradient from the kept entries only, by one sparse-dense matmul) are decoded
 by `embedding_bag` (a weighted sum of k decoder rows) instead of a dense
 [batch, n] @ [n, n_out·d] matmul; same values and gradients as the dense path (tested).
+
+`aux_reconstruction` is AuxK's: the residual error's reconstruction from dead features.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,7 +114,9 @@ class _TopKEncode(torch.autograd.Function):
             rows = weight.t()[indices]  # [batch, k, d]
             grad_x = (grad.to(rows.dtype).unsqueeze(-1) * rows).sum(-2).to(x.dtype)
         if ctx.needs_input_grad[1]:
-            grad_weight = encoder_weight_grad(x.to(weight.dtype), grad, indices, n).t()
+            # in W_enc's layout (the copy AccumulateGrad made of the transpose before), so
+            # that AuxK's sparse gradient adds into it in place
+            grad_weight = encoder_weight_grad(x.to(weight.dtype), grad, indices, n).t().contiguous()
         if ctx.needs_input_grad[2]:
             grad_bias = torch.zeros(n, dtype=weight.dtype, device=weight.device)
             grad_bias.index_add_(0, indices.reshape(-1), grad.reshape(-1).to(weight.dtype))
@@ -203,7 +208,7 @@ def training_forward(
     top_list: list[tuple[Tensor, Tensor] | None] = []
     for layer in range(n_layers):
         block = transcoder.layer(layer)
-        decoder = block.W_dec.reshape(block.n_features, -1)
+        decoder = flat_decoder(block.W_dec)
         activation = block.activation
         if sparse and isinstance(activation, TopK):
             x = mlp_in[:, layer].to(block.W_enc.dtype)
@@ -225,6 +230,191 @@ def training_forward(
     starts = tuple(config.output_layers(layer).start for layer in range(n_layers))
     stacked = sum_layer_outputs(flats, starts, n_layers) + biases
     return TrainingForward(pre_list, act_list, stacked, top_list)
+
+
+AUX_DENSE_RATIO = 16
+"""AuxK decodes densely over a layer's dead features (BLAS matmuls, the top aux_k kept by a
+mask) when at most this many times aux_k are dead; beyond, it decodes its aux_k per token
+sparsely (`embedding_bag`, and W_enc's gradient by a sparse-dense matmul)."""
+
+
+def _sparse_columns(grad: Tensor, ids: Tensor, shape: torch.Size) -> Tensor:
+    """grad [rows, len(ids)] -> a sparse COO tensor of `shape` holding it in columns ids."""
+    rows = torch.arange(shape[0], device=grad.device).repeat_interleave(ids.numel())
+    indices = torch.stack([rows, ids.repeat(shape[0])])
+    return torch.sparse_coo_tensor(
+        indices, grad.reshape(-1), shape, check_invariants=False, is_coalesced=True
+    )
+
+
+def _sparse_rows(grad: Tensor, ids: Tensor, shape: torch.Size) -> Tensor:
+    """grad [len(ids), ...] -> a (hybrid) sparse COO tensor of `shape` holding it in rows ids."""
+    return torch.sparse_coo_tensor(
+        ids[None], grad, shape, check_invariants=False, is_coalesced=True
+    )
+
+
+class _FlatRows(torch.autograd.Function):
+    """W_dec [n, n_out, d] viewed as [n, n_out · d], whose gradient is no autograd view
+    (`_unsafe_view`), so that AuxK's sparse gradient adds into it in place (a view's
+    gradient is added to out of place: a copy of W_dec per layer and step)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor) -> Tensor:
+        ctx.shape = weight.shape
+        return weight.view(weight.shape[0], -1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return torch.ops.aten._unsafe_view(grad, ctx.shape)
+
+
+def flat_decoder(weight: Tensor) -> Tensor:
+    """W_dec as [n_features, n_outputs · d_model] (a PLT's as it is)."""
+    return weight if weight.dim() == 2 else _FlatRows.apply(weight)  # type: ignore[return-value]
+
+
+class _SelectRows(torch.autograd.Function):
+    """weight[ids] (ids sorted, unique), with a sparse gradient: a few rows of a large
+    parameter cost no zero-filled, parameter-sized gradient (autograd adds the sparse
+    gradient into the dense one of the main loss)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, ids: Tensor) -> Tensor:
+        ctx.save_for_backward(ids)
+        ctx.shape = weight.shape
+        return weight.index_select(0, ids)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:
+        (ids,) = ctx.saved_tensors
+        return _sparse_rows(grad.contiguous(), ids, ctx.shape), None
+
+
+class _AuxEncode(torch.autograd.Function):
+    """The top k of the dead features' pre-activations h[:, ids] per token (h = x W_enc + b_enc
+    of the main pass, reused: no second encoder matmul), ReLU'd if `relu`; W_enc's and
+    b_enc's gradients are sparse (columns ids only).
+
+    dense: ([batch, n_dead] with the rest zeroed, None), in h's dtype (bf16 under autocast,
+    as is the matmul of W_enc's gradient); else (values [batch, k] in W_enc's dtype,
+    positions [batch, k] into ids), W_enc's gradient by a sparse-dense matmul.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        h: Tensor,
+        ids: Tensor,
+        k: int,
+        relu: bool,
+        dense: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        h_dead = h.index_select(1, ids)
+        positions = None
+        if k < h_dead.shape[1]:
+            values, positions = h_dead.topk(k, dim=-1, sorted=False)
+            if dense:
+                values = torch.zeros_like(h_dead).scatter_(1, positions, values)
+        else:
+            values = h_dead
+        if not dense:
+            values = values.to(weight.dtype)
+        if relu:
+            values = torch.relu(values)
+        ctx.save_for_backward(x, values, ids, positions)
+        ctx.relu, ctx.dense = relu, dense
+        ctx.shapes = (weight.shape, bias.shape, weight.dtype)
+        if positions is not None and not dense:
+            ctx.mark_non_differentiable(positions)
+        ctx.set_materialize_grads(False)
+        return values, (None if dense else positions)
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad: Tensor | None, _grad_positions: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
+        x, values, ids, positions = ctx.saved_tensors
+        none = (None,) * 8
+        if grad is None:
+            return none
+        weight_shape, bias_shape, dtype = ctx.shapes
+        kept: Tensor = grad * (values > 0) if ctx.relu else grad
+        grad = kept.to(values.dtype)
+        if ctx.dense:
+            grad_cols = (x.to(values.dtype).t() @ grad).to(dtype)  # [d, n_dead]
+            grad_bias = grad.to(dtype).sum(0)
+        else:
+            assert positions is not None
+            grad_cols = encoder_weight_grad(x.to(dtype), grad, positions, ids.numel()).t()
+            grad_bias = torch.zeros(ids.numel(), dtype=dtype, device=grad.device)
+            grad_bias.index_add_(0, positions.reshape(-1), grad.reshape(-1))
+        return (
+            None,
+            _sparse_columns(grad_cols.contiguous(), ids, weight_shape),
+            _sparse_rows(grad_bias, ids, bias_shape),
+            *none[3:],
+        )
+
+
+def aux_reconstruction(
+    transcoder: Transcoder,
+    mlp_in: Tensor,
+    pre_activations: Sequence[Tensor],
+    dead: Sequence[Tensor],
+    aux_k: int,
+) -> dict[int, Tensor] | None:
+    """AuxK's reconstruction from dead features (Gao et al. 2024, A.2).
+
+    mlp_in: [batch, n_layers, d_model]; pre_activations: the training pass's on it, per
+    layer [batch, n_features] (reused); dead[l]: the sorted, distinct indices (int64, on
+    mlp_in's device) of layer l's features counted dead. For each token and layer, the
+    min(aux_k, n_dead) largest pre-activations among that layer's dead features only
+    (ReLU'd, unless the activation keeps negative values) are decoded by their decoder
+    rows to each of the layer's output layers (a CLT's: every later layer), without b_dec.
+    Returns {output layer: [batch, d_model]} for the output layers some dead feature
+    decodes to (bf16 under autocast), or None when no feature is dead.
+
+    Only the dead features' columns of W_enc and rows of W_dec are read, and their
+    gradients are sparse (added in place into the main loss's dense ones): about
+    4 · batch · d_model · n_dead multiply-adds per layer and output layer (when at most
+    AUX_DENSE_RATIO · aux_k are dead; else ~ aux_k in place of n_dead), and nothing for a
+    layer without dead features.
+    """
+    config = transcoder.config
+    batch, n_layers, d = mlp_in.shape
+    parts: list[Tensor] = []
+    starts: list[int] = []
+    covered: set[int] = set()
+    for layer in range(n_layers):
+        ids = dead[layer]
+        n_dead = int(ids.numel())
+        if n_dead == 0:
+            continue
+        block = transcoder.layer(layer)
+        k = min(aux_k, n_dead)
+        dense = k == n_dead or n_dead <= AUX_DENSE_RATIO * k
+        relu = bool(getattr(block.activation, "relu", True))
+        x = mlp_in[:, layer].to(block.W_enc.dtype)
+        h = pre_activations[layer].detach()
+        values, positions = _AuxEncode.apply(  # type: ignore[misc]
+            x, block.W_enc, block.b_enc, h, ids, k, relu, dense
+        )
+        decoder = _SelectRows.apply(block.W_dec, ids).reshape(n_dead, -1)  # type: ignore[union-attr]
+        flat = values @ decoder if dense else sparse_decode(values, positions, decoder)
+        parts.append(flat.view(batch, config.n_outputs(layer), d))
+        outputs = config.output_layers(layer)
+        starts.append(outputs.start)
+        covered.update(outputs)
+    if not parts:
+        return None
+    if config.kind == "plt":
+        return {start: part[:, 0] for start, part in zip(starts, parts, strict=True)}
+    summed = sum_layer_outputs(parts, tuple(starts), n_layers)
+    return {layer: summed[:, layer] for layer in sorted(covered)}
 
 
 class _SumLayerOutputs(torch.autograd.Function):

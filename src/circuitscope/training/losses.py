@@ -7,12 +7,12 @@ All are means over the batch of per-token sums (over layers, features, dims):
     pre-activation  λ_P Σ_l Σ_i ReLU(θ_i − h_i) · ‖W_dec,i‖
 
 ‖W_dec,i‖ is the norm of feature i's decoder vectors over all its output layers,
-concatenated.
+concatenated. AuxK's term (`aux_k_loss`) is a ratio of batch means per layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -45,6 +45,43 @@ def pre_activation_loss(
     total = torch.zeros((), device=pre_activations[0].device)
     for h, theta, norms in zip(pre_activations, thresholds, decoder_norms, strict=True):
         total = total + (torch.relu(theta.float() - h.float()) * norms.float()).sum(-1).mean()
+    return total
+
+
+def aux_k_loss(
+    aux_reconstruction: Mapping[int, Tensor],
+    target: Tensor,
+    reconstruction: Tensor,
+    mean_over_processes: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """{output layer l: ê_l [batch, d_model]}, target and reconstruction [batch, n_layers,
+    d_model] -> scalar
+
+        Σ_l d_model · mean_b ‖e_l − ê_l‖² / mean_b ‖e_l‖²,   e = y − ŷ (ŷ detached),
+
+    over the layers of aux_reconstruction (0 for a layer with e = 0); ê_l: the
+    reconstruction from dead features (`forward.aux_reconstruction`). The ratio is Gao et
+    al.'s AuxK loss; d_model puts it on the main loss's scale (targets have mean norm
+    √d_model), so that the paper's coefficient keeps its balance against the main loss.
+    mean_over_processes: under DDP, the mean of a tensor over the processes, so that the
+    denominator is the whole batch's and the averaged gradients equal one process's.
+    """
+    if not aux_reconstruction:
+        return torch.zeros((), device=target.device)
+    batch, d = target.shape[0], target.shape[-1]
+    dtype = torch.promote_types(target.dtype, torch.float32)  # fp32 at least (bf16 inputs)
+    layers = list(aux_reconstruction)
+    errors = [target[:, i].to(dtype) - reconstruction[:, i].detach().to(dtype) for i in layers]
+    energy = torch.stack([torch.dot(e.reshape(-1), e.reshape(-1)) for e in errors]) / batch
+    if mean_over_processes is not None:
+        energy = mean_over_processes(energy)
+    some = energy > 0  # 0 where nothing is left to reconstruct (no division by 0, no host sync)
+    scale = torch.where(some, d / torch.where(some, energy, 1.0), 0.0)
+    total = torch.zeros((), dtype=dtype, device=target.device)
+    for i, (layer, error) in enumerate(zip(layers, errors, strict=True)):
+        estimate = aux_reconstruction[layer].to(dtype)
+        missed = torch.nn.functional.mse_loss(estimate, error, reduction="sum") / batch
+        total = total + missed * scale[i]
     return total
 
 

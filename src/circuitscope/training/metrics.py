@@ -48,6 +48,11 @@ class FeatureTracker:
         """[n_layers]: features that have not fired for dead_after_tokens tokens."""
         return (self.since_fired >= self.dead_after).float().mean(-1)
 
+    def dead_features(self) -> list[Tensor]:
+        """Per layer, the indices (int64) of the features counted dead by dead_fraction."""
+        dead = self.since_fired >= self.dead_after
+        return [row.nonzero().flatten() for row in dead]
+
     def dense_fraction(self) -> Tensor:
         """[n_layers]: features firing on more than DENSE_FREQUENCY of the window's tokens."""
         tokens = max(self.window_tokens, 1)

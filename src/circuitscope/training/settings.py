@@ -57,6 +57,13 @@ class TrainSettings:
     """How many recent checkpoints to keep."""
     dead_after_tokens: int = 100_000
     """A feature that has not fired for this many tokens counts as dead."""
+    aux_k: int = 0
+    """AuxK (Gao et al. 2024): each step, each layer's dead features (see dead_after_tokens)
+    reconstruct the residual error y − ŷ from their aux_k largest pre-activations per token
+    (at most all of them), which trains them back to life; 0: off. The paper uses 512."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the AuxK loss Σ_l d_model · ‖e_l − ê_l‖² / ‖e_l‖² (e: the residual error of
+    layer l, ê: its reconstruction from dead features); 1/32 as in the paper."""
     group_shards: int = 4
     """Shards whose tokens are shuffled together when reading the store."""
     device: str = "cpu"
@@ -84,5 +91,12 @@ RESUME_KEYS = (
     "grad_clip",
     "seed",
     "group_shards",
+    "aux_k",
+    "aux_coefficient",
 )
-"""Settings that must match a checkpoint for `--resume` to continue the same run."""
+"""Settings that must match a checkpoint for `--resume` to continue the same run, and
+`dead_after_tokens` when aux_k > 0 (it then chooses the features AuxK trains)."""
+
+ADDED_SETTINGS = ("aux_k", "aux_coefficient")
+"""Settings newer than some checkpoints: one a checkpoint does not record had its default
+(AuxK off), so a resume compares against that."""

@@ -13,6 +13,7 @@ import copy
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from circuitscope.training.checkpoint import (
 )
 from circuitscope.training.forward import (
     TrainingForward,
+    aux_reconstruction,
     clamp_thresholds,
     decoder_norms,
     parameter_list,
@@ -38,6 +40,7 @@ from circuitscope.training.forward import (
 )
 from circuitscope.training.init import init_transcoder, training_config
 from circuitscope.training.losses import (
+    aux_k_loss,
     learning_rate,
     pre_activation_loss,
     reconstruction_loss,
@@ -45,7 +48,7 @@ from circuitscope.training.losses import (
     warmup_factor,
 )
 from circuitscope.training.metrics import FeatureTracker, normalized_mse
-from circuitscope.training.settings import RESUME_KEYS, TrainSettings
+from circuitscope.training.settings import ADDED_SETTINGS, RESUME_KEYS, TrainSettings
 from circuitscope.training.sources import BatchSource
 from circuitscope.transcoders.config import TranscoderConfig
 from circuitscope.transcoders.transcoder import Transcoder
@@ -67,14 +70,21 @@ class TrainResult:
 class LossModule(nn.Module):
     """The transcoder and its loss, as one module (what DDP wraps)."""
 
-    def __init__(self, transcoder: Transcoder, settings: TrainSettings) -> None:
+    def __init__(
+        self,
+        transcoder: Transcoder,
+        settings: TrainSettings,
+        info: distributed.DistInfo | None = None,
+    ) -> None:
         super().__init__()
         self.transcoder = transcoder
         self.settings = settings
+        self.info = info
 
     def forward(
-        self, x: Tensor, y: Tensor, lam: float
+        self, x: Tensor, y: Tensor, lam: float, dead: list[Tensor] | None = None
     ) -> tuple[Tensor, dict[str, Tensor], TrainingForward]:
+        """dead: per layer, the indices of the features counted dead (for AuxK)."""
         out = training_forward(self.transcoder, x)
         recon = reconstruction_loss(out.reconstruction, y)
         terms = {"reconstruction": recon}
@@ -90,7 +100,37 @@ class LossModule(nn.Module):
                 preact = pre_activation_loss(out.pre_activations, thetas, norms)
                 terms["preact"] = preact
                 loss = loss + self.settings.preact_coefficient * preact
+        if self.settings.aux_k > 0:
+            aux = torch.zeros((), device=y.device)
+            found = (
+                aux_reconstruction(
+                    self.transcoder, x, out.pre_activations, dead, self.settings.aux_k
+                )
+                if dead
+                else None
+            )
+            if found is not None:
+                aux = aux_k_loss(found, y, out.reconstruction, self._mean_over_processes())
+                loss = loss + self.settings.aux_coefficient * aux
+            terms["aux"] = aux
         return loss, terms, out
+
+    def _mean_over_processes(self) -> Callable[[Tensor], Tensor] | None:
+        info = self.info
+        if info is None or info.world_size == 1:
+            return None
+        return lambda t: distributed.all_reduce_sum(t, info) / info.world_size
+
+
+def check_settings(settings: TrainSettings) -> None:
+    """Refuse settings that cannot train (one line each)."""
+    if settings.aux_k < 0 or settings.aux_coefficient < 0:
+        raise CircuitscopeError("--aux-k and --aux-coefficient must be >= 0")
+    if settings.aux_k > 0 and settings.activation == "relu":
+        raise CircuitscopeError(
+            "--aux-k needs --activation topk, batchtopk or jumprelu: a ReLU feature counted "
+            "dead had no positive pre-activation, so AuxK would train nothing"
+        )
 
 
 def source_config(settings: TrainSettings, source: BatchSource) -> TranscoderConfig:
@@ -159,6 +199,7 @@ def _train(
     progress: bool,
     info: distributed.DistInfo,
 ) -> TrainResult:
+    check_settings(settings)
     device = info.device
     torch.manual_seed(settings.seed)
     stats = source.stats
@@ -171,7 +212,7 @@ def _train(
     optimizer = make_optimizer([p for _, p in params], settings.lr)
     tracker = FeatureTracker(config.n_layers, settings.n_features, settings.dead_after_tokens)
     start = _maybe_resume(out, resume, settings, params, optimizer, tracker)
-    module: nn.Module = LossModule(transcoder, settings)
+    module: nn.Module = LossModule(transcoder, settings, info)
     if info.world_size > 1:
         module = nn.parallel.DistributedDataParallel(module)
     rows = info.rows(settings.batch_size)
@@ -199,8 +240,11 @@ def _train(
         lam = settings.sparsity_coefficient * warmup_factor(
             step, settings.steps, settings.sparsity_warmup
         )
+        dead = None
+        if settings.aux_k > 0:  # counted before this step, as the log's dead fraction
+            dead = [ids.to(device) for ids in tracker.dead_features()]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss, terms, fwd = module(x, y, lam)
+            loss, terms, fwd = module(x, y, lam, dead)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = (
@@ -267,9 +311,7 @@ def _maybe_resume(
         print(f"note: no checkpoint in {out}; starting from step 0", file=sys.stderr)
         return 0
     checkpoint = load_checkpoint(found)
-    saved = checkpoint.meta.get("settings", {})
-    now = asdict(settings)
-    changed = [key for key in RESUME_KEYS if key in saved and saved[key] != now[key]]
+    changed = resume_conflicts(checkpoint.meta.get("settings", {}), settings)
     if changed:
         raise CircuitscopeError(
             f"cannot resume {found}: settings differ from the checkpoint's ({', '.join(changed)})"
@@ -279,6 +321,17 @@ def _maybe_resume(
     if "torch_rng" in checkpoint.extras:
         torch.set_rng_state(checkpoint.extras["torch_rng"])
     return checkpoint.step
+
+
+def resume_conflicts(saved: dict[str, Any], settings: TrainSettings) -> list[str]:
+    """The settings in which `settings` differ from a checkpoint's `saved` ones so that the
+    run would not continue the same way (see RESUME_KEYS)."""
+    now, defaults = asdict(settings), asdict(TrainSettings())
+    saved = {**{key: defaults[key] for key in ADDED_SETTINGS}, **saved}
+    keys = [*RESUME_KEYS, *(["dead_after_tokens"] if settings.aux_k > 0 else [])]
+    if saved["aux_k"] == now["aux_k"] == 0:
+        keys.remove("aux_coefficient")  # unused without AuxK
+    return [key for key in keys if key in saved and saved[key] != now[key]]
 
 
 def _save(
