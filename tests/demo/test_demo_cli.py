@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from circuitscope.cli import main
 
@@ -66,3 +67,22 @@ def test_a_second_run_reuses_everything(demo: Path, capsys: pytest.CaptureFixtur
     assert before[0] == after[0] and before[1].st_mtime_ns == after[1].st_mtime_ns
     out = capsys.readouterr().out
     assert "transcoder: reusing" in out and "feature cards: 0 new" in out
+
+
+def test_an_interrupted_training_run_is_continued(
+    demo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run folder without its finished transcoder (as after Ctrl-C) is resumed from its
+    newest checkpoint, not started again; the graphs already traced are kept."""
+    from safetensors.torch import load_file
+
+    weights = sorted((demo / "train" / "transcoder").glob("*.safetensors"))
+    before = [load_file(w) for w in weights]
+    (demo / "train" / "transcoder" / "train_config.json").unlink()
+    assert main(["demo", "-o", str(demo), "--quick", "--no-serve", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "transcoder: continuing the interrupted run" in out
+    assert (demo / "train" / "transcoder" / "train_config.json").is_file()
+    for path, old in zip(weights, before, strict=True):  # resumed at the last step: the same
+        new = load_file(path)
+        assert all(torch.equal(new[name], old[name]) for name in old), path.name

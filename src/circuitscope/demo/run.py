@@ -39,7 +39,9 @@ def run_demo(settings: DemoSettings, suite: Suite, transcoder: str = "") -> list
     settings.out.mkdir(parents=True, exist_ok=True)
     path = transcoder
     if not path:
-        trained = demo_transcoder(settings.out / "train", MODEL, settings.quick, settings.device)
+        trained = demo_transcoder(
+            settings.out / "train", MODEL, settings.quick, settings.device, settings.progress
+        )
         evaluate_once(trained, MODEL, 256 if settings.quick else 4096, settings.device)
         path = str(trained)
     loaded = load_model(MODEL, device=settings.device)

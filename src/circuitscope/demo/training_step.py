@@ -29,7 +29,7 @@ def finished(run: Path) -> bool:
     return (run / "transcoder" / "train_config.json").is_file()
 
 
-def demo_transcoder(run: Path, model: str, quick: bool, device: str) -> Path:
+def demo_transcoder(run: Path, model: str, quick: bool, device: str, progress: bool = True) -> Path:
     """The transcoder folder of the demo run in `run`: reused, resumed or trained."""
     from circuitscope.commands.training_commands import TrainConfig, train_command
 
@@ -40,11 +40,13 @@ def demo_transcoder(run: Path, model: str, quick: bool, device: str) -> Path:
     try:
         if (run / "train_config.json").is_file():
             print(f"transcoder: continuing the interrupted run in {run}")
-            train_command(TrainConfig(source=str(run), resume=True))
+            train_command(TrainConfig(source=str(run), resume=True, progress=progress))
         else:
             values: dict[str, Any] = QUICK_SETTINGS if quick else {"preset": "demo"}
             print(f"transcoder: training the {'quick' if quick else 'demo'} preset into {run}")
-            train_command(TrainConfig(source=model, out=str(run), device=device, **values))
+            train_command(
+                TrainConfig(source=model, out=str(run), device=device, progress=progress, **values)
+            )
     finally:
         torch.set_num_threads(threads)
     return run / "transcoder"
