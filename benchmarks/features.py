@@ -49,12 +49,25 @@ def forward_seconds(adapter, batches: list[torch.Tensor]) -> float:
     return time.perf_counter() - start
 
 
-def pass_seconds(adapter, transcoder, batches: list[torch.Tensor], settings: StatsSettings):
+def chosen_features(transcoder, per_layer: int) -> dict[int, torch.Tensor]:
+    """Every feature (per_layer 0), or `per_layer` seeded random ones per layer (what
+    `--features-of` asks for)."""
+    if per_layer <= 0:
+        return all_features(transcoder)
+    generator = torch.Generator().manual_seed(0)
+    return {
+        layer: torch.randperm(n, generator=generator)[:per_layer].sort().values
+        for layer, n in enumerate(transcoder.config.n_features)
+    }
+
+
+def pass_seconds(
+    adapter, transcoder, batches: list[torch.Tensor], settings: StatsSettings, per_layer: int = 0
+):
     n = sum(len(b) for b in batches)
+    features = chosen_features(transcoder, per_layer)
     start = time.perf_counter()
-    stats = collect_stats(
-        adapter, transcoder, batches, n, all_features(transcoder), settings, progress=False
-    )
+    stats = collect_stats(adapter, transcoder, batches, n, features, settings, progress=False)
     return time.perf_counter() - start, stats
 
 
@@ -94,6 +107,12 @@ def main() -> None:
     parser.add_argument("--machine", default="cpu-2core-shared")
     parser.add_argument("--cards", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--input-tokens", type=int, default=10, help="0: not timed")
+    parser.add_argument(
+        "--features-per-layer",
+        type=int,
+        default=0,
+        help="cards for this many random features per layer only, as --features-of (0: all)",
+    )
     args = parser.parse_args()
 
     loaded = load_model(args.model)
@@ -115,7 +134,9 @@ def main() -> None:
         stats = None
         for _ in range(args.repeats):
             forward.append(forward_seconds(adapter, batches))
-            seconds, stats = pass_seconds(adapter, transcoder, batches, settings)
+            seconds, stats = pass_seconds(
+                adapter, transcoder, batches, settings, args.features_per_layer
+            )
             full.append(seconds)
         assert stats is not None
         cards, size, card_seconds = make_and_write(loaded, transcoder, stats, kind, args.cards)
@@ -125,6 +146,7 @@ def main() -> None:
             "kind": kind,
             "layers": adapter.n_layers,
             "n_features": args.n_features,
+            "features_per_layer": args.features_per_layer or args.n_features,
             "tokens": tokens,
             "forward_tokens_per_s": tokens / min(forward),
             "pass_tokens_per_s": tokens / min(full),
@@ -166,13 +188,14 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
         f"Context length {args.context_length}, batch {args.batch_size} contexts, random "
         f"transcoders with L0 about {args.l0}; best of {args.repeats}; shared machine.",
         "",
-        "| transcoder | tokens | forward tok/s | pass tok/s | pass / forward | cards | cards s "
-        f"| top {args.input_tokens} input tokens s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| transcoder | features per layer carded | tokens | forward tok/s | pass tok/s "
+        f"| pass / forward | cards | cards s | top {args.input_tokens} input tokens s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['layers']} x {r['n_features']} {r['kind'].upper()} | {r['tokens']} | "
+            f"| {r['layers']} x {r['n_features']} {r['kind'].upper()} "
+            f"| {r['features_per_layer']} | {r['tokens']} | "
             f"{r['forward_tokens_per_s']:.0f} | {r['pass_tokens_per_s']:.0f} | {r['ratio']:.2f} | "
             f"{r['cards']} | {r['cards_seconds']:.1f} | {r['input_tokens_seconds']:.1f} |"
         )

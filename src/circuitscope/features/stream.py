@@ -124,10 +124,12 @@ def _add_batch(
     ids_cpu = ids.cpu()
     for layer, stats in result.layers.items():
         x = cache.pop(transcoder.config.site_in(layer))
-        acts = transcoder.encode(layer, x.to(transcoder.home))
         features = result.features[layer]
-        if len(features) < acts.shape[-1]:  # a subset (--features-of): keep their columns
-            acts = acts[..., features.to(acts.device)]
+        x = x.to(transcoder.home)
+        if len(features) < transcoder.config.n_features[layer]:  # a subset (--features-of)
+            acts = transcoder.encode_columns(layer, x, features)
+        else:
+            acts = transcoder.encode(layer, x)
         acts = acts.float().cpu()
         stats.update(acts, ids_cpu, first_position, result.settings)
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from circuitscope.errors import CircuitscopeError
+from circuitscope.transcoders.activations import JumpReLU, ReLU
 from circuitscope.transcoders.checks import check_layer_tensors
 from circuitscope.transcoders.config import TranscoderConfig
 from circuitscope.transcoders.encoder import EncoderLayer
@@ -152,6 +153,23 @@ class Transcoder(nn.Module):
     def encode(self, layer: int, mlp_in: Tensor) -> Tensor:
         """Feature activations. mlp_in: [..., d_model] -> [..., n_features[layer]]."""
         return self.encoder(layer).encode(mlp_in)
+
+    def encode_columns(self, layer: int, mlp_in: Tensor, features: Tensor) -> Tensor:
+        """The activations of `features` ([k] indices) only: [..., d_model] -> [..., k].
+
+        JumpReLU and ReLU act feature by feature, so only those encoder columns are
+        computed (the values `encode` gives, up to the rounding of a narrower matmul);
+        TopK and BatchTopK rank every feature, so all are encoded and the columns taken.
+        """
+        encoder = self.encoder(layer)
+        activation = encoder.activation
+        if not isinstance(activation, JumpReLU | ReLU):
+            return encoder.encode(mlp_in)[..., features]
+        columns = features.to(encoder.W_enc.device)
+        pre = mlp_in.to(encoder.W_enc.dtype) @ encoder.W_enc[:, columns] + encoder.b_enc[columns]
+        if isinstance(activation, ReLU):
+            return torch.relu(pre)
+        return pre * (pre > activation.threshold[columns])
 
     # --- decoding ----------------------------------------------------------------------
     def decode_from(self, layer: int, activations: Tensor) -> Tensor:
