@@ -127,6 +127,8 @@ def test_every_saved_config_is_a_valid_config_file(
     assert main([*args, "--no-progress", "--steps", "6"]) == 0  # the command line wins
     assert json.loads((rerun / "train_config.json").read_text())["steps"] == 6
     assert main(["train", str(rerun), "--resume", "--no-progress"]) == 0  # OUT alone
+    finished = capsys.readouterr().out  # resumed at its last step: nothing ran, no NaN figures
+    assert "the run had finished its 6 steps" in finished and "nan" not in finished
     eval_args = ["eval", str(model), str(run / "transcoder"), "--corpus", str(corpus)]
     assert main([*eval_args, "--context-length", "32", "--tokens", "64"]) == 0
     saved_eval = run / "transcoder" / "eval_config.json"

@@ -229,6 +229,12 @@ def train_command(config: TrainConfig) -> int:
         plot_run(out)
         final = result.final
         print(context_start)
+        if not final:  # resumed at the last step: no step ran, nothing measured
+            print(
+                f"the run had finished its {settings.steps} steps; "
+                f"saved to {result.transcoder_path}"
+            )
+            return 0
         print(
             f"trained {settings.kind.upper()} ({settings.n_features} features x "
             f"{source.n_layers} layers): normalized MSE {final.get('nmse', float('nan')):.3f}, "
