@@ -75,3 +75,7 @@ def test_the_demo_refuses_a_folder_of_something_else(
     bad.write_text("{}")
     assert main(["demo", "-o", str(tmp_path / "new"), "--suite", str(bad), "--no-serve"]) == 2
     assert "is not a case suite" in capsys.readouterr().err
+    for option in ("--top-n", "--feature-tokens"):
+        assert main(["demo", "-o", str(tmp_path / "new"), option, "0", "--no-serve"]) == 2
+        assert "must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # nothing written

@@ -39,9 +39,14 @@ def demo_command(config: DemoConfig) -> int:
     from circuitscope.demo.run import run_demo
     from circuitscope.demo.steps import DemoSettings
     from circuitscope.demo.suite import load_suite
+    from circuitscope.errors import CircuitscopeError
     from circuitscope.models.loading import resolve_device
     from circuitscope.outputs import check_output_folder
 
+    for name in ("feature_tokens", "top_n"):  # refused before any long work
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise CircuitscopeError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     out = check_output_folder(config.out, ("screening.json", "report.json", "train"))
     suite = load_suite(config.suite or None)
     quick_or = (lambda quick, full: quick) if config.quick else (lambda quick, full: full)
@@ -51,8 +56,8 @@ def demo_command(config: DemoConfig) -> int:
         out=out,
         quick=config.quick,
         device=device,
-        feature_tokens=config.feature_tokens or quick_or(2048, 32_768 * scale),
-        top_n=config.top_n or quick_or(10, 30),
+        feature_tokens=_given(config.feature_tokens, quick_or(2048, 32_768 * scale)),
+        top_n=_given(config.top_n, quick_or(10, 30)),
         progress=config.progress,
     )
     graphs = run_demo(settings, suite, config.transcoder)
@@ -67,6 +72,10 @@ def demo_command(config: DemoConfig) -> int:
             graphs=[str(Path(g)) for g in graphs], features=str(out / "features"), port=config.port
         )
     )
+
+
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 COMMANDS = [Command("demo", DemoConfig, demo_command)]
