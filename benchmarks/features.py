@@ -41,11 +41,18 @@ from circuitscope.testing.sparse_random import sparse_random_transcoder
 RESULTS = Path(__file__).parent / "results"
 
 
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def forward_seconds(adapter, batches: list[torch.Tensor]) -> float:
+    synchronize(adapter.device)
     start = time.perf_counter()
     with torch.no_grad():
         for ids in batches:
             adapter.run(ids, unembed=False)
+    synchronize(adapter.device)
     return time.perf_counter() - start
 
 
@@ -66,8 +73,10 @@ def pass_seconds(
 ):
     n = sum(len(b) for b in batches)
     features = chosen_features(transcoder, per_layer)
+    synchronize(adapter.device)
     start = time.perf_counter()
     stats = collect_stats(adapter, transcoder, batches, n, features, settings, progress=False)
+    synchronize(adapter.device)
     return time.perf_counter() - start, stats
 
 
@@ -105,6 +114,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--kinds", nargs="+", default=["plt", "clt"])
     parser.add_argument("--machine", default="cpu-2core-shared")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--model-dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--cards", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--input-tokens", type=int, default=10, help="0: not timed")
     parser.add_argument(
@@ -115,7 +126,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, device=args.device, dtype=args.model_dtype)
     adapter, tokenizer = loaded.adapter, loaded.tokenizer
     n_contexts = -(-args.tokens // (args.context_length - 1))
     contexts = pack_contexts(iter_documents(["default"], "all"), tokenizer, args.context_length)
@@ -169,6 +180,12 @@ def main() -> None:
     write_results(rows, args)
 
 
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
 def write_results(rows: list[dict], args: argparse.Namespace) -> None:
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"features-{date.today()}-{args.machine}"
@@ -178,6 +195,9 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
         "batch_size": args.batch_size,
         "l0": args.l0,
         "torch_threads": torch.get_num_threads(),
+        "device": args.device,
+        "device_name": device_name(args.device),
+        "model_dtype": args.model_dtype,
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
@@ -185,8 +205,9 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
     lines = [
         f"# Feature-card pass vs forward pass ({args.model}, {date.today()}, {args.machine})",
         "",
-        f"Context length {args.context_length}, batch {args.batch_size} contexts, random "
-        f"transcoders with L0 about {args.l0}; best of {args.repeats}; shared machine.",
+        f"Model on {meta['device_name']} in {args.model_dtype}; "
+        f"context length {args.context_length}, batch {args.batch_size} contexts, random "
+        f"transcoders with L0 about {args.l0}; best of {args.repeats}; machine {args.machine}.",
         "",
         "| transcoder | features per layer carded | tokens | forward tok/s | pass tok/s "
         f"| pass / forward | cards | cards s | top {args.input_tokens} input tokens s |",

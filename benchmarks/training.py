@@ -39,12 +39,14 @@ RESULTS = Path(__file__).parent / "results"
 
 def collection_speed(adapter, contexts: torch.Tensor, batch: int, repeats: int) -> float:
     record_batch(adapter, contexts[:2])  # warm-up
+    _synchronize(str(adapter.device))
     start = time.perf_counter()
     tokens = 0
     for i in range(repeats):
         ids = contexts[i * batch : (i + 1) * batch]
         x, _ = record_batch(adapter, ids)
         tokens += len(x)
+    _synchronize(str(adapter.device))
     return tokens / (time.perf_counter() - start)
 
 
@@ -56,12 +58,18 @@ PEAK_TFLOPS = {  # dense matmul peaks (no sparsity), from the vendors' data shee
 
 
 def step_flops(settings: TrainSettings, n_layers: int, d_model: int) -> float:
-    """Matmul FLOPs of one training step per token: the encoder (dense, every feature) and
-    the decoder (dense in this trainer: every feature to every layer it writes), forward
-    and backward (backward twice the forward: input and weight gradients)."""
+    """Matmul FLOPs of one training step per token, forward and backward (backward twice
+    the forward: input and weight gradients). Dense layers: the encoder and the decoder
+    over every feature (a CLT's decoder writes to every later layer). TopK layers on the
+    trainer's sparse path: the encoder's forward is dense, its backward and the decoder
+    touch only the k kept features."""
     features = settings.n_features
-    encoder = 2 * d_model * features * n_layers
     targets = n_layers * (n_layers + 1) // 2 if settings.kind == "clt" else n_layers
+    if settings.activation == "topk":
+        k = settings.k
+        encoder = 2 * d_model * features * n_layers + 2 * 2 * k * d_model * n_layers
+        return encoder + 3 * 2 * k * d_model * targets
+    encoder = 2 * d_model * features * n_layers
     decoder = 2 * features * d_model * targets
     return 3 * (encoder + decoder)
 
@@ -122,10 +130,17 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the tiny test model instead")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps")
     parser.add_argument("--batches", type=int, default=3, help="timed collection batches")
+    parser.add_argument("--collect-batch", type=int, default=16, help="contexts per batch")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N], for training")
     parser.add_argument("--n-features", type=int, help="features per layer (default: train's)")
     parser.add_argument("--batch-size", type=int, help="tokens per step (default: train's)")
     parser.add_argument("--peak-tflops", type=float, help="the device's peak, for utilisation")
+    parser.add_argument("--kind", choices=["clt", "plt"], help="default: train's")
+    parser.add_argument("--activation", help="jumprelu, topk, batchtopk or relu (default: train's)")
+    parser.add_argument("--k", type=int, help="active features per token for topk/batchtopk")
+    parser.add_argument(
+        "--model-dtype", default="float32", choices=["float32", "bfloat16"], help="collection"
+    )
     args = parser.parse_args()
     if args.tiny:
         from circuitscope.models.adapter import ModelAdapter
@@ -138,22 +153,28 @@ def main() -> None:
         from circuitscope.data.corpus import iter_documents
         from circuitscope.models.loading import load_model
 
-        loaded = load_model("smollm2-135m")
+        loaded = load_model("smollm2-135m", device=args.device, dtype=args.model_dtype)
         adapter, tokenizer, name = loaded.adapter, loaded.tokenizer, "smollm2-135m"
         corpus = iter_documents(["default"])
         context = 128
     from circuitscope.data.packing import pack_contexts
 
-    batch = 16
+    batch = args.collect_batch
     n = batch * args.batches
     contexts = torch.stack(list(itertools.islice(pack_contexts(corpus, tokenizer, context), n)))
     settings = TrainSettings()
-    sizes = {"n_features": args.n_features, "batch_size": args.batch_size}
+    sizes = {
+        "n_features": args.n_features,
+        "batch_size": args.batch_size,
+        "kind": args.kind,
+        "activation": args.activation,
+        "k": args.k,
+    }
     settings = replace(settings, **{k: v for k, v in sizes.items() if v is not None})
     rows = [
         (
             "collect",
-            f"{name}, {batch} x {context} tokens, fp32",
+            f"{name}, {batch} x {context} tokens, {args.model_dtype}, {args.device}",
             collection_speed(adapter, contexts, batch, args.batches),
             None,
         ),
@@ -167,8 +188,8 @@ def main() -> None:
         peak = peak_tflops(args.device, "bf16" if autocast else "fp32", args.peak_tflops)
         utilisation = None if peak is None else speed * flops / (peak * 1e12)
         detail = (
-            f"CLT {adapter.n_layers} x {settings.n_features}, batch {settings.batch_size}, "
-            f"{label}, {args.device}"
+            f"{settings.kind.upper()} {adapter.n_layers} x {settings.n_features} "
+            f"{settings.activation}, batch {settings.batch_size}, {label}, {args.device}"
         )
         rows.append(("train", detail, speed, utilisation))
     machine = f"{socket.gethostname()}-{torch.get_num_threads()}threads"

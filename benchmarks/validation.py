@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/validation.py [--transcoder out/smollm2-clt/transcoder]
         [--prompts benchmarks/validation_prompts.json] [--top-n 30] [--max-feature-nodes N]
-        [--threads N] [--machine NAME]
+        [--threads N] [--machine NAME] [--device cuda]
 
 For each prompt of the suite: trace its graph with the given transcoder (a
 trained CLT by default), then ablate and double the pruned graph's `top-n` most
@@ -54,6 +54,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--machine", default="", help="name for the results file")
     parser.add_argument("--only", nargs="*", default=[], help="run just these slugs")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     return parser.parse_args()
 
 
@@ -172,16 +173,21 @@ def main() -> None:
     suite = json.loads(Path(args.prompts).read_text())
     if args.only:
         suite = [item for item in suite if item["slug"] in args.only]
-    loaded = load_model("smollm2-135m")
-    transcoder = Transcoder.load(args.transcoder)
-    rows = []
+    loaded = load_model("smollm2-135m", device=args.device)
+    transcoder = Transcoder.load(args.transcoder, device=str(loaded.adapter.device))
+    rows, text = [], ""
     for item in suite:
         rows.append(run_prompt(loaded, transcoder, item, args))
         print(f"{item['slug']}: ablation ρ {rows[-1]['ablation']:.3f}", flush=True)
+        text = write_results(rows, args)  # after each prompt: a cut-short run keeps its rows
+    print(text)
+
+
+def write_results(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """Write the table and the run's figures over `rows`; returns the Markdown."""
     summary = run_summary(rows, args.transcoder)
     text = table(rows) + "\n\nThe run's figures (held-out `eval.json` and the suite's means):\n\n"
     text += summary_table(summary)
-    print(text)
     date = datetime.date.today().isoformat()
     machine = args.machine or f"{platform.machine()}-{torch.get_num_threads()}threads"
     stem = HERE / "results" / f"validation-{date}-{machine}"
@@ -191,13 +197,15 @@ def main() -> None:
         "transcoder": args.transcoder,
         "top_n": args.top_n,
         "max_feature_nodes": args.max_feature_nodes,
+        "device": args.device,
         "torch": torch.__version__,
     }
     data = {**meta, "summary": summary, "rows": rows}
     stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
     header = f"# Graph validation, SmolLM2-135M\n\n{json.dumps(meta)}\n\n"
     stem.with_suffix(".md").write_text(header + text + "\n")
-    print(f"written {stem}.md/.json")
+    print(f"written {stem}.md/.json", flush=True)
+    return text
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ def sparse_random_transcoder(
     config = config_for(
         adapter, kind, n_features, dtype=dtype, training=note, input_site=input_site
     )
-    transcoder = random_transcoder(config, seed=seed)
-    ids = torch.tensor([tokenizer(sample_text).input_ids])
+    transcoder = random_transcoder(config, seed=seed)  # seeded on the CPU, then moved
+    transcoder.to_device(adapter.device)
+    ids = torch.tensor([tokenizer(sample_text).input_ids], device=adapter.device)
     inputs = [sites.transcoder_input(input_site, i) for i in range(adapter.n_layers)]
     with torch.no_grad():
         cache = adapter.run(ids, capture=inputs).cache
