@@ -4,12 +4,13 @@
         [--tokens 8192] [--validation] [--machine NAME] [--name quality]
 
 For each step: `export-checkpoint` (the run's final transcoder for its last step), `eval`
-on held-out text (normalized MSE, L0, dead and dense fractions, spliced top-1 / KL /
-loss change), and with --validation the SmolLM2 validation suite
-(`benchmarks/validation.py`: mean replacement and completeness scores, mean ablation
-Spearman on the original and the replacement model). The time axis is the run's own:
-`elapsed_s` / `cpu_s` of the log line at that step, or, for logs without them, the
-checkpoint's modification time minus the run's start (RUN/../NAME.start, an ISO time).
+on held-out text (normalized MSE, L0, dead and dense fractions, spliced top-1 / KL / loss
+change; kept in the transcoder folder and reused), and with --validation the SmolLM2
+validation suite (`benchmarks/validation.py`: mean replacement and completeness scores,
+mean ablation Spearman on the original and the replacement model; today's finished run
+of it on the same transcoder is reused). The time axis is the run's own: `elapsed_s` /
+`cpu_s` of the log line at that step, or, for logs without them, the checkpoint's
+modification time minus the run's start (RUN/../NAME.start, an ISO time).
 Writes benchmarks/results/training-curve-<name>-<date>-<machine>.md/.json.
 """
 
@@ -78,14 +79,26 @@ def evaluate(transcoder: Path, tokens: int) -> dict[str, Any]:
 
 
 def validate(transcoder: Path, machine: str, step: int) -> dict[str, Any]:
-    out = ROOT / "out" / "validation-curve" / f"step-{step}"
-    args = [sys.executable, str(HERE / "validation.py"), "--transcoder", str(transcoder)]
-    args += ["--out", str(out), "--machine", f"{machine}-step{step}"]
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    """The suite's means for this checkpoint; a finished run of it today is reused."""
     date = datetime.date.today().isoformat()
     found = HERE / "results" / f"validation-{date}-{machine}-step{step}.json"
+    if not _finished(found, transcoder):
+        out = ROOT / "out" / "validation-curve" / f"step-{step}"
+        args = [sys.executable, str(HERE / "validation.py"), "--transcoder", str(transcoder)]
+        args += ["--out", str(out), "--machine", f"{machine}-step{step}"]
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     summary = json.loads(found.read_text())["summary"]
     return {k: v for k, v in summary.items() if k.startswith("mean_")}
+
+
+def _finished(results: Path, transcoder: Path) -> bool:
+    """Whether `results` holds the whole suite's validation of `transcoder`."""
+    if not results.is_file():
+        return False
+    data = json.loads(results.read_text())
+    suite = json.loads((HERE / "validation_prompts.json").read_text())
+    same = Path(data["transcoder"]).resolve() == transcoder.resolve()
+    return same and len(data["rows"]) == len(suite)
 
 
 def table(rows: list[dict[str, Any]]) -> str:

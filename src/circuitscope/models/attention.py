@@ -19,6 +19,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from circuitscope.errors import CircuitscopeError
+from circuitscope.models.causal_mix import causal_mix
 from circuitscope.models.norms import accumulation_dtype
 
 ATTENTION_NAME = "circuitscope"
@@ -102,12 +103,13 @@ def mix_values(probs: Tensor, value: Tensor) -> Tensor:
     Batch-1 probabilities (frozen ones, shared by every row of a batched backward)
     are not copied per row: the batch goes into the matmul's columns instead, so
     autograd keeps one [h, q, k] tensor, not B of them (at 1024 tokens and a
-    batch of 32 that is 36 MB per layer instead of 1.2 GB)."""
+    batch of 32 that is 36 MB per layer instead of 1.2 GB); and the product skips
+    the zeros above the causal diagonal (`causal_mix`)."""
     if probs.shape[0] != 1 or value.shape[0] == 1:
         return torch.matmul(probs.to(value.dtype), value)
     batch, heads, keys, width = value.shape
     columns = value.permute(1, 2, 0, 3).reshape(heads, keys, batch * width)
-    mixed = torch.matmul(probs[0].to(value.dtype), columns)  # [h, q, B·d]
+    mixed = causal_mix(probs[0].to(value.dtype), columns)  # [h, q, B·d]
     return mixed.reshape(heads, -1, batch, width).permute(2, 0, 1, 3)
 
 
