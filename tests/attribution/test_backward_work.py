@@ -21,22 +21,14 @@ from circuitscope.attribution.targets import top_logit_targets
 from circuitscope.graph.graph import Graph
 from circuitscope.graph.prune import prune_graph
 from circuitscope.models import sites
-from circuitscope.models.adapter import ModelAdapter
-from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
-from circuitscope.testing.tiny_transcoders import VARIANTS, Variant, tiny_transcoder
+from circuitscope.testing.tiny_models import tiny_tokenizer
+from circuitscope.testing.tiny_transcoders import VARIANTS, Variant, tiny_exact_pair
 
 PROMPT = "The capital of France is Paris, and two plus two is"
 
 
 def _replacement(arch: str, variant: Variant = VARIANTS[0]) -> LocalReplacement:
-    adapter = ModelAdapter(tiny_model(arch, dtype=torch.float64))
-    transcoder = tiny_transcoder(
-        adapter,
-        variant.kind,
-        dtype="float64",
-        skip_connection=variant.skip,
-        input_site=variant.input_site,
-    )
+    adapter, transcoder = tiny_exact_pair(arch, variant)
     tokenizer = tiny_tokenizer()
     ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(PROMPT).input_ids]])
     return build_replacement(adapter, transcoder, ids)

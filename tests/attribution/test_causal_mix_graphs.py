@@ -10,27 +10,15 @@ from typing import Literal
 import pytest
 import torch
 
-from circuitscope.attribution.attribute import AttributionLimits, attribute
-from circuitscope.attribution.replacement import build_replacement
-from circuitscope.attribution.targets import top_logit_targets
 from circuitscope.graph.graph import Graph
 from circuitscope.models import causal_mix
-from circuitscope.models.adapter import ModelAdapter
-from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
-from circuitscope.testing.tiny_transcoders import tiny_transcoder
+from circuitscope.testing.tiny_graphs import traced_tiny
 
 PROMPT = "The capital of France is Paris, and two plus two is"
 
 
 def _graph(arch: str, kind: Literal["clt", "plt"]) -> Graph:
-    adapter = ModelAdapter(tiny_model(arch, dtype=torch.float64))
-    transcoder = tiny_transcoder(adapter, kind, dtype="float64")
-    tokenizer = tiny_tokenizer()
-    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(PROMPT).input_ids]])
-    rep = build_replacement(adapter, transcoder, ids)
-    targets = top_logit_targets(adapter, tokenizer, rep.recording.logits[0, -1], 3)
-    limits = AttributionLimits(batch_size=4)
-    return attribute(rep, targets, limits, progress=False).graph
+    return traced_tiny(arch, kind, n_logits=3, prompt=PROMPT).graph
 
 
 @pytest.mark.parametrize("kind", ["clt", "plt"])

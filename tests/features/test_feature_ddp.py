@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ddp_runs import run_one_and_two
 
 from circuitscope.features.files import card_ids, read_feature, read_labels, read_manifest
 from circuitscope.testing.tiny_graphs import write_tiny_folders
@@ -19,30 +17,13 @@ ARGS += ["--top-k", "4", "--intervals", "4", "--per-interval", "2", "--input-tok
 
 @pytest.mark.slow
 def test_two_processes_equal_one(tmp_path: Path) -> None:
-    torchrun = Path(sys.executable).parent / "torchrun"
-    if not torchrun.exists():
-        pytest.skip("torchrun not installed")
     model, transcoder = write_tiny_folders(tmp_path)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text((TRAINING_TEXT + "\n") * 8)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = ["features", str(model), str(transcoder), "--corpus", str(corpus), *ARGS]
-    one = subprocess.run(
-        [sys.executable, "-m", "circuitscope", *common, "-o", str(tmp_path / "one")],
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    assert one.returncode == 0, one.stderr.decode()[-2000:]
-    two = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "circuitscope", *common]
-        + ["-o", str(tmp_path / "two")],
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    assert two.returncode == 0, two.stderr.decode()[-2000:]
-    assert two.stdout.decode().count("wrote 72 cards") == 1  # rank 0 alone writes
+    one, two = (common + ["-o", str(tmp_path / name)] for name in ("one", "two"))
+    _, two_output = run_one_and_two(["-m", "circuitscope"], one, two)
+    assert two_output.count("wrote 72 cards") == 1  # rank 0 alone writes
     a, b = tmp_path / "one", tmp_path / "two"
     assert read_manifest(a) == read_manifest(b)
     assert card_ids(a) == card_ids(b) and len(card_ids(a)) == 72

@@ -16,6 +16,7 @@ from typing import Literal
 
 import pytest
 import torch
+from ddp_runs import run_one_and_two
 from training_fixtures import tiny_store_fixture, transcoder_weights  # noqa: F401
 
 from circuitscope.cli import build_parser, main
@@ -405,28 +406,10 @@ train(source, settings, Path(sys.argv[2]), progress=False)
 
 @pytest.mark.slow
 def test_two_process_ddp_with_aux_k_matches_one_process(tiny_store: Path, tmp_path: Path):
-    import os
-    import subprocess
-    import sys
-
-    torchrun = Path(sys.executable).parent / "torchrun"
-    if not torchrun.exists():
-        pytest.skip("torchrun not installed")
     script = tmp_path / "run.py"
     script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    runs = {
-        "one": [sys.executable, str(script)],
-        "two": [str(torchrun), "--standalone", "--nproc-per-node", "2", str(script)],
-    }
-    for name, command in runs.items():
-        done = subprocess.run(
-            [*command, str(tiny_store), str(tmp_path / name)],
-            env=env,
-            capture_output=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    store = str(tiny_store)
+    run_one_and_two([str(script)], [store, str(tmp_path / "one")], [store, str(tmp_path / "two")])
     log = json.loads((tmp_path / "one" / "train_log.jsonl").read_text().splitlines()[-1])
     assert log["aux"] > 0 and log["dead"] > 0
     one = transcoder_weights(tmp_path / "one" / "transcoder")

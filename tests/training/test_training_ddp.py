@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from ddp_runs import run_one_and_two
 from safetensors.torch import load_file
 from training_fixtures import tiny_store_fixture  # noqa: F401
 
@@ -33,27 +30,10 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tiny_store: Path, tmp_path: Path):
-    torchrun = Path(sys.executable).parent / "torchrun"
-    if not torchrun.exists():
-        pytest.skip("torchrun not installed")
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run(
-        [sys.executable, str(script), str(tiny_store), str(tmp_path / "one")],
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    assert single.returncode == 0, single.stderr.decode()[-2000:]
-    double = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc-per-node", "2", str(script), str(tiny_store)]
-        + [str(tmp_path / "two")],
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    assert double.returncode == 0, double.stderr.decode()[-2000:]
+    store = str(tiny_store)
+    run_one_and_two([str(script)], [store, str(tmp_path / "one")], [store, str(tmp_path / "two")])
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert one.keys() == two.keys()
     moved = 0.0
@@ -61,4 +41,3 @@ def test_two_process_ddp_matches_one_process(tiny_store: Path, tmp_path: Path):
         assert torch.allclose(one[name], two[name], atol=2e-5, rtol=1e-4), name
         moved = max(moved, float((one[name] - two[name]).abs().max()))
     assert moved < 2e-5
-    assert shutil.which(str(torchrun))

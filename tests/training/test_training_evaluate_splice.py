@@ -9,7 +9,7 @@ import torch
 from circuitscope.models import sites
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
-from circuitscope.testing.tiny_transcoders import Variant, tiny_transcoder
+from circuitscope.testing.tiny_transcoders import Variant, tiny_exact_pair, tiny_transcoder
 from circuitscope.training.evaluate import evaluate, spliced_outputs
 from circuitscope.transcoders.transcoder import Transcoder
 
@@ -51,14 +51,7 @@ def _fixed_point_logits(adapter: ModelAdapter, transcoder: Transcoder, ids: torc
 
 @pytest.mark.parametrize("variant", SPLICED, ids=lambda v: v.name)
 def test_closed_loop_splice_equals_the_fixed_point(variant: Variant):
-    adapter = ModelAdapter(tiny_model("llama", dtype=torch.float64))
-    transcoder = tiny_transcoder(
-        adapter,
-        variant.kind,
-        dtype="float64",
-        skip_connection=variant.skip,
-        input_site=variant.input_site,
-    )
+    adapter, transcoder = tiny_exact_pair("llama", variant)
     ids = _ids()
     with torch.no_grad():
         expected = _fixed_point_logits(adapter, transcoder, ids)

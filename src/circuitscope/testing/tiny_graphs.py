@@ -15,7 +15,7 @@ from circuitscope.attribution.targets import LogitTarget, top_logit_targets
 from circuitscope.graph.graph import Graph
 from circuitscope.models.adapter import ModelAdapter
 from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
-from circuitscope.testing.tiny_transcoders import tiny_transcoder
+from circuitscope.testing.tiny_transcoders import Variant, tiny_exact_pair, tiny_transcoder
 
 
 def tiny_graph(arch: str = "llama", kind: Literal["clt", "plt"] = "clt") -> Graph:
@@ -75,10 +75,7 @@ def traced_tiny(
     input_site: str = "mlp_in",
 ) -> TracedTiny:
     """The full (unbudgeted) graph of `prompt` on a tiny fp64 model, for exact checks."""
-    adapter = ModelAdapter(tiny_model(arch, dtype=torch.float64))
-    transcoder = tiny_transcoder(
-        adapter, kind, dtype="float64", skip_connection=skip, input_site=input_site
-    )
+    adapter, transcoder = tiny_exact_pair(arch, Variant(kind, input_site, skip))
     tokenizer = tiny_tokenizer()
     ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(prompt).input_ids]])
     rep = build_replacement(adapter, transcoder, ids)

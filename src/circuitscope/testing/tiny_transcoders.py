@@ -78,3 +78,20 @@ VARIANTS = (
 )
 """mlp_in CLT and PLT (GemmaScope-like), a PLT with a skip connection, and the
 published circuit-tracer kinds: a resid_mid CLT and a resid_mid PLT with W_skip."""
+
+
+def tiny_exact_pair(arch: str, variant: Variant) -> tuple[ModelAdapter, Transcoder]:
+    """A tiny float64 model of `arch` and a transcoder of `variant` for it (exact checks)."""
+    import torch
+
+    from circuitscope.testing.tiny_models import tiny_model
+
+    adapter = ModelAdapter(tiny_model(arch, dtype=torch.float64))
+    transcoder = tiny_transcoder(
+        adapter,
+        variant.kind,
+        dtype="float64",
+        skip_connection=variant.skip,
+        input_site=variant.input_site,
+    )
+    return adapter, transcoder
