@@ -1,7 +1,8 @@
 """Quality versus training time of one run: its checkpoints evaluated as transcoders.
 
     .venv/bin/python benchmarks/training_curve.py out/quality --steps 500 1500 3000 \
-        [--tokens 8192] [--validation] [--machine NAME] [--name quality]
+        [--tokens 8192] [--validation [--validation-steps 500 3000]] [--machine NAME]
+        [--name quality]
 
 For each step: `export-checkpoint` (the run's final transcoder for its last step), `eval`
 on held-out text (normalized MSE, L0, dead and dense fractions, spliced top-1 / KL / loss
@@ -36,6 +37,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, nargs="+", required=True)
     parser.add_argument("--tokens", type=int, default=8192, help="held-out tokens for eval")
     parser.add_argument("--validation", action="store_true", help="also run the suite")
+    parser.add_argument(
+        "--validation-steps", type=int, nargs="+", help="with --validation: only these steps"
+    )
     parser.add_argument("--machine", default=f"{platform.machine()}-cpu")
     parser.add_argument("--name", default="", help="the recipe's name (default: the folder's)")
     return parser.parse_args()
@@ -102,7 +106,7 @@ def _finished(results: Path, transcoder: Path) -> bool:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    keys = [k for k in rows[0] if k not in ("transcoder",)]
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k != "transcoder"]
     lines = ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
     for row in rows:
         cells = [_cell(row.get(k)) for k in keys]
@@ -127,7 +131,7 @@ def main() -> None:
         transcoder = transcoder_of(run, step, last)
         row: dict[str, Any] = {"step": step, **run_times(run, step)}
         row.update(evaluate(transcoder, args.tokens))
-        if args.validation:
+        if args.validation and (not args.validation_steps or step in args.validation_steps):
             row.update(validate(transcoder, args.machine, step))
         row["transcoder"] = str(transcoder)
         rows.append(row)
