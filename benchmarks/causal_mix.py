@@ -6,13 +6,17 @@ One attribution pass's mixing in one layer of SmolLM2-135M's shape (9 heads of 6
 batch of rows in the columns): the forward product and the backward `Pᵀ @ grad`
 that every pass repeats, timed for the dense matmul and for `causal_mix`,
 alternating, best of `--repeats`. Prints milliseconds, the ratio and the multiply-adds
-each computes (the blockwise one skips the blocks above the diagonal blocks).
+each computes (the blockwise one skips the blocks above the diagonal blocks), and
+writes the table to benchmarks/results/causal-mix-<date>-<machine>.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import time
+from datetime import date
+from pathlib import Path
 
 import torch
 
@@ -50,11 +54,20 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=9)
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--machine", default=f"cpu-{torch.get_num_threads()}thread")
     args = parser.parse_args()
     width = args.batch * args.head_dim
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, block {BLOCK}")
-    print("| tokens | dense ms | blockwise ms | ratio | dense GMAC | blockwise GMAC |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    lines = [
+        f"# Frozen attention's mixing, dense vs blockwise causal ({date.today()}, {args.machine})",
+        "",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
+        f"block {BLOCK}, batch {args.batch}, {args.heads} heads of {args.head_dim}; "
+        f"forward + backward, best of {args.repeats}.",
+        "",
+        "| tokens | dense ms | blockwise ms | ratio | dense GMAC | blockwise GMAC |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    print("\n".join(lines))
     for length in args.lengths:
         probs = causal_probs(args.heads, length)
         columns = torch.randn(args.heads, length, width, requires_grad=True)
@@ -65,10 +78,15 @@ def main() -> None:
             times["blockwise"].append(seconds(causal_mix, probs, columns, grad))
         dense, blocks = min(times["dense"]) * 1e3, min(times["blockwise"]) * 1e3
         work = [multiply_adds(length, width, args.heads, b) / 1e9 for b in (False, True)]
-        print(
+        lines.append(
             f"| {length} | {dense:.1f} | {blocks:.1f} | {dense / blocks:.2f} "
             f"| {work[0]:.2f} | {work[1]:.2f} |"
         )
+        print(lines[-1], flush=True)
+    results = Path(__file__).parent / "results"
+    target = results / f"causal-mix-{date.today()}-{args.machine}.md"
+    target.write_text("\n".join(lines) + "\n")
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

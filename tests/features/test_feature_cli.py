@@ -16,8 +16,7 @@ from circuitscope.features.card import load_card
 from circuitscope.features.files import card_ids, read_feature, read_labels, read_manifest
 from circuitscope.graph.files import save_graph
 from circuitscope.models.loading import load_model
-from circuitscope.testing.tiny_graphs import tiny_graph, write_tiny_folders
-from circuitscope.testing.tiny_models import TRAINING_TEXT
+from circuitscope.testing.tiny_graphs import tiny_graph, write_tiny_corpus, write_tiny_folders
 from circuitscope.transcoders.transcoder import Transcoder
 
 COMMON = ["--tokens", "900", "--context-length", "16", "--batch-size", "4", "--no-progress"]
@@ -41,8 +40,7 @@ COMMON += [
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("features")
     model, transcoder = write_tiny_folders(root)
-    corpus = root / "corpus.txt"
-    corpus.write_text((TRAINING_TEXT + "\n") * 8)
+    corpus = write_tiny_corpus(root)
     trace = root / "trace"
     save_graph(tiny_graph(), trace, "pruned")
     full = root / "full"

@@ -10,8 +10,7 @@ import torch
 
 from circuitscope.cli import main
 from circuitscope.features.files import card_ids, read_feature, read_manifest
-from circuitscope.testing.tiny_graphs import write_tiny_folders
-from circuitscope.testing.tiny_models import TRAINING_TEXT
+from circuitscope.testing.tiny_graphs import write_tiny_corpus, write_tiny_folders
 
 pytestmark = [
     pytest.mark.gpu,
@@ -24,8 +23,7 @@ COMMON += ["--top-k", "4", "--intervals", "4", "--per-interval", "2", "--input-t
 
 def test_cuda_cards_equal_cpu_cards(tmp_path: Path):
     model, transcoder = write_tiny_folders(tmp_path)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text((TRAINING_TEXT + "\n") * 8)
+    corpus = write_tiny_corpus(tmp_path)
     for device in ("cpu", "cuda"):
         args = ["features", str(model), str(transcoder), "-o", str(tmp_path / device)]
         assert main([*args, "--corpus", str(corpus), "--device", device, *COMMON]) == 0

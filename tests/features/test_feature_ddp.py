@@ -8,8 +8,7 @@ import pytest
 from ddp_runs import run_one_and_two
 
 from circuitscope.features.files import card_ids, read_feature, read_labels, read_manifest
-from circuitscope.testing.tiny_graphs import write_tiny_folders
-from circuitscope.testing.tiny_models import TRAINING_TEXT
+from circuitscope.testing.tiny_graphs import write_tiny_corpus, write_tiny_folders
 
 ARGS = ["--tokens", "900", "--context-length", "16", "--batch-size", "3", "--no-progress"]
 ARGS += ["--top-k", "4", "--intervals", "4", "--per-interval", "2", "--input-tokens", "3"]
@@ -18,8 +17,7 @@ ARGS += ["--top-k", "4", "--intervals", "4", "--per-interval", "2", "--input-tok
 @pytest.mark.slow
 def test_two_processes_equal_one(tmp_path: Path) -> None:
     model, transcoder = write_tiny_folders(tmp_path)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text((TRAINING_TEXT + "\n") * 8)
+    corpus = write_tiny_corpus(tmp_path)
     common = ["features", str(model), str(transcoder), "--corpus", str(corpus), *ARGS]
     one, two = (common + ["-o", str(tmp_path / name)] for name in ("one", "two"))
     _, two_output = run_one_and_two(["-m", "circuitscope"], one, two)

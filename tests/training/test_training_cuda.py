@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from circuitscope.cli import main
-from circuitscope.testing.tiny_graphs import write_tiny_folders
-from circuitscope.testing.tiny_models import TRAINING_TEXT
+from circuitscope.testing.tiny_graphs import write_tiny_corpus, write_tiny_folders
 from circuitscope.transcoders.transcoder import Transcoder
 
 pytestmark = [
@@ -26,8 +25,7 @@ STEPS = ["--steps", "8", "--log-every", "1", "--batch-size", "60", "--no-progres
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cuda-train")
     model, _ = write_tiny_folders(root)
-    corpus = root / "corpus.txt"
-    corpus.write_text((TRAINING_TEXT + "\n") * 20)
+    corpus = write_tiny_corpus(root, 20)
     return {"model": model, "corpus": corpus, "root": root}
 
 

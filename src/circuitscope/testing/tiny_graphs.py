@@ -14,7 +14,7 @@ from circuitscope.attribution.replacement import LocalReplacement, build_replace
 from circuitscope.attribution.targets import LogitTarget, top_logit_targets
 from circuitscope.graph.graph import Graph
 from circuitscope.models.adapter import ModelAdapter
-from circuitscope.testing.tiny_models import tiny_model, tiny_tokenizer
+from circuitscope.testing.tiny_models import TRAINING_TEXT, tiny_model, tiny_tokenizer
 from circuitscope.testing.tiny_transcoders import Variant, tiny_exact_pair, tiny_transcoder
 
 
@@ -39,6 +39,13 @@ def write_tiny_folders(root: Path, arch: str = "llama") -> tuple[Path, Path]:
     tiny_tokenizer().save_pretrained(model_dir)
     tiny_transcoder(ModelAdapter(model), "clt").save(transcoder_dir)
     return model_dir, transcoder_dir
+
+
+def write_tiny_corpus(root: Path, repeats: int = 8) -> Path:
+    """A text file of the tiny tokenizer's training text, `repeats` times, for --corpus."""
+    corpus = root / "corpus.txt"
+    corpus.write_text((TRAINING_TEXT + "\n") * repeats)
+    return corpus
 
 
 @dataclass
