@@ -56,6 +56,9 @@ class TraceInfo:
     rows_computed: int
     selection: dict[str, Any] = field(default_factory=dict)
     """How features were chosen for rows (see `attribution.visit.Selection.summary`)."""
+    backward: dict[str, int] = field(default_factory=dict)
+    """The backward passes' work, counted: passes, layer_rows, layer_row_positions (see
+    `attribution.rows.BackwardWork`)."""
     seconds: float = 0.0
     peak_memory_mb: float = 0.0
 
@@ -107,6 +110,7 @@ def trace(
         n_active_features=run.n_active,
         rows_computed=run.rows_computed,
         selection=run.selection,
+        backward=dataclasses.asdict(run.work),
     )
     scores = graph_scores(graph)
     graph.metadata["scores"] = dataclasses.asdict(scores)

@@ -50,41 +50,36 @@ class LayerStats:
         """Add a batch. acts: [B, T, F] float32 (position 0 of each context is skipped),
         input_ids: [B, T], first_position: global position of token 0 of context 0;
         contexts are consecutive (context b starts at first_position + b·T)."""
+        acts = acts.contiguous()
         length, n_features = acts.shape[1], acts.shape[2]
-        body = acts[:, 1:].reshape(-1, n_features)  # [N, F], N = B·(T - 1)
-        flat = body.reshape(-1)
-        where = flat.nonzero().flatten()
-        value = flat[where]
-        row, f = where // n_features, where % n_features
-        b, t = row // (length - 1), row % (length - 1) + 1
-        position = first_position + b * length + t
+        fired = acts > 0
+        fired[:, 0] = False
+        row, f = fired.view(-1, n_features).nonzero(as_tuple=True)  # row = b·T + t
+        value = acts.view(-1).index_select(0, row * n_features + f)
+        position = first_position + row
         self.count += torch.bincount(f, minlength=n_features)
-        batch_max = body.amax(dim=0)
+        batch_max = torch.zeros(n_features).scatter_reduce_(0, f, value, "amax")
         seen = torch.where(batch_max > 0, exponent_of(batch_max), MIN_EXPONENT)
         grown = torch.maximum(self.exponent, seen)
         shift, self.exponent = grown - self.exponent, grown
-        self.histogram = rebin_counts(self.histogram, shift)
+        rebin_counts(self.histogram, shift)
         n_bins = settings.histogram_bins
-        fine = bin_of(value, self.exponent[f], n_bins)
-        counts = torch.bincount(f * n_bins + fine, minlength=self.histogram.numel())
-        self.histogram += counts.view_as(self.histogram)
+        fine = bin_of(value, self.exponent.index_select(0, f), n_bins)
+        ones = torch.ones_like(f)
+        self.histogram.view(-1).index_put_((f * n_bins + fine,), ones, accumulate=True)
 
         def windows(i: Tensor) -> tuple[Tensor, Tensor]:
-            return _windows(acts, input_ids, b[i], t[i], f[i], settings)
+            b, t = row[i] // length, row[i] % length
+            return _windows(acts, input_ids, b, t, f[i], settings)
 
-        self._offer_top(body, f, value, position, windows, settings)
+        self._offer_top(f, value, position, windows)
         interval = fine >> (n_bins.bit_length() - settings.intervals.bit_length())
         self._offer_samples(f, interval, value, position, windows, settings, shift)
 
-    def _offer_top(self, body, f, value, position, windows, settings) -> None:  # noqa: ANN001
-        """Entries below the kept k-th value cannot enter; when many remain (early in the
-        stream), neither can those below the batch's own k-th value of their feature."""
+    def _offer_top(self, f, value, position, windows) -> None:  # noqa: ANN001
+        """Entries below the kept k-th value of their feature cannot enter."""
         key = descending_key(value)
-        chosen = (key <= self.top.threshold()[f]).nonzero().flatten()
-        k = min(settings.top_k, body.shape[0])
-        if len(chosen) > k * body.shape[1]:
-            kth = body.topk(k, dim=0).values[-1]
-            chosen = chosen[value[chosen] >= kth[f[chosen]]]
+        chosen = (key <= self.top.threshold().index_select(0, f)).nonzero().flatten()
         self.top.offer(
             f[chosen], key[chosen], position[chosen], value[chosen], lambda i: windows(chosen[i])
         )
@@ -96,8 +91,8 @@ class LayerStats:
             rows = (grew.unsqueeze(1) * q + torch.arange(q)).flatten()
             self.samples.move(rows, self.sample_slots(settings))
         slot = f * q + interval
-        key = sample_key(self.feature_ids[f], position)
-        chosen = (key <= self.samples.threshold()[slot]).nonzero().flatten()
+        key = sample_key(self.feature_ids.index_select(0, f), position)
+        chosen = (key <= self.samples.threshold().index_select(0, slot)).nonzero().flatten()
         self.samples.offer(
             slot[chosen], key[chosen], position[chosen], value[chosen], lambda i: windows(chosen[i])
         )
@@ -111,6 +106,12 @@ class LayerStats:
         value = self.samples.value[slot, place]
         out[slot, place] = feature * q + bin_of(value, self.exponent[feature], q)
         return out
+
+    def in_order(self) -> None:
+        """Sort the kept entries of every slot (the pass keeps them unordered): top
+        examples largest first, ties to the earlier token."""
+        self.top.in_order()
+        self.samples.in_order()
 
     def absorb(self, other: LayerStats, settings: StatsSettings) -> None:
         """Merge another process's stats of the same features (exact)."""
@@ -136,7 +137,10 @@ def _windows(
     where = t.unsqueeze(1) + offsets
     valid = (where >= 1) & (where < acts.shape[1])
     where = where.clamp(0, acts.shape[1] - 1)
-    rows = b.unsqueeze(1)
-    window_acts = torch.where(valid, acts[rows, where, f.unsqueeze(1)], 0.0) + 0.0  # no -0.0
-    tokens = torch.where(valid, input_ids[rows, where], -1)
+    row = b.unsqueeze(1) * acts.shape[1] + where  # (index_select: ~3x faster than [] here)
+    picked = acts.view(-1).index_select(0, (row * acts.shape[2] + f.unsqueeze(1)).view(-1))
+    window_acts = torch.where(valid, picked.view_as(where), 0.0) + 0.0  # no -0.0
+    tokens = torch.where(
+        valid, input_ids.reshape(-1).index_select(0, row.view(-1)).view_as(where), -1
+    )
     return window_acts, tokens

@@ -23,17 +23,26 @@ def exponent_of(values: Tensor) -> Tensor:
 
 def bin_of(values: Tensor, exponent: Tensor, n_bins: int) -> Tensor:
     """[n] bin index of each value in its range [0, 2^exponent) cut into n_bins."""
-    scaled = torch.ldexp(values.double(), (n_bins.bit_length() - 1 - exponent).double())
-    return scaled.floor().long().clamp(0, n_bins - 1)
+    scaled = values.float() * power_of_two(n_bins.bit_length() - 1 - exponent)
+    return scaled.long().clamp(0, n_bins - 1)  # values >= 0: truncation is floor
+
+
+def power_of_two(k: Tensor) -> Tensor:
+    """2^k as float32, exactly, for integer k in [-126, 127] (the bits, not `pow`).
+
+    Scaling a float32 by it is exact unless the result is subnormal; `bin_of`'s
+    results lie in [0, n_bins), and a subnormal one is below 1 however it rounds."""
+    return ((k.int() + 127) << 23).view(torch.float32)
 
 
 def rebin_counts(counts: Tensor, shift: Tensor) -> Tensor:
-    """counts [F, n] rebinned after each feature's range grew by 2^shift ([F] int64)."""
+    """counts [F, n] rebinned in place after each feature's range grew by 2^shift ([F]
+    int64); returns counts. Only the rows that grew are rewritten."""
     changed = (shift > 0).nonzero().flatten()
     if len(changed) == 0:
         return counts
     n = counts.shape[1]
     index = torch.arange(n).unsqueeze(0) >> shift[changed].clamp(max=62).unsqueeze(1)
-    out = counts.clone()
-    out[changed] = torch.zeros_like(counts[changed]).scatter_add_(1, index, counts[changed])
-    return out
+    rows = counts[changed]
+    counts[changed] = torch.zeros_like(rows).scatter_add_(1, index, rows)
+    return counts

@@ -13,16 +13,17 @@ import torch
 from torch import Tensor
 
 KEY_BITS = 32
+POSITION_BITS = 31
 
 
 def keep_smallest(
-    slot: Tensor, key: Tensor, position: Tensor, capacity: int
+    slot: Tensor, key: Tensor, position: Tensor, capacity: int | Tensor
 ) -> tuple[Tensor, Tensor]:
     """(kept indices [n_kept], their rank within their slot [n_kept]).
 
-    slot, key, position: [n] int64, with key < 2^32 and at most one entry per
-    (slot, position). Keeps, per slot, the `capacity` entries with the smallest
-    (key, position).
+    slot, key, position: [n] int64, with key < 2^32, position < 2^31 and at most one
+    entry per (slot, position). Keeps, per slot, the `capacity` entries with the smallest
+    (key, position); capacity may be a [n] tensor, each entry's slot's.
     """
     if slot.numel() == 0:
         empty = torch.zeros(0, dtype=torch.long, device=slot.device)
@@ -30,15 +31,15 @@ def keep_smallest(
     composite = (slot << KEY_BITS) | key
     ordered, order = torch.sort(composite)
     if bool((ordered[1:] == ordered[:-1]).any()):  # equal keys in a slot: earlier token first
-        order = torch.sort(position).indices
-        order = order[torch.sort(composite[order], stable=True).indices]
+        order = torch.sort((key << POSITION_BITS) | position).indices
+        order = order[torch.sort(slot[order], stable=True).indices]
     sorted_slot = slot[order]
     starts = torch.ones_like(sorted_slot, dtype=torch.bool)
     starts[1:] = sorted_slot[1:] != sorted_slot[:-1]
     index = torch.arange(len(order), device=slot.device)
     first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=0).values
     rank = index - first
-    keep = rank < capacity
+    keep = rank < (capacity if isinstance(capacity, int) else capacity[order])
     return order[keep], rank[keep]
 
 

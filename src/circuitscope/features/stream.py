@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.distributed as dist
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from circuitscope.errors import CircuitscopeError
 from circuitscope.features.input_tokens import mlp_norm
 from circuitscope.features.layer_stats import LayerStats
+from circuitscope.features.side_by_side import SideBySide
 from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.tables import SlotTable
 from circuitscope.models import sites
@@ -88,21 +90,25 @@ def collect_stats(
     final_site = sites.resid_post(adapter.n_layers - 1)
     start, seen = time.perf_counter(), 0
     bar = tqdm(total=n_contexts, unit="ctx", disable=not progress, desc="features")
-    for number, ids in enumerate(batches):
-        ids = ids[: n_contexts - seen]
-        first, seen = seen, seen + len(ids)
-        if len(ids) == 0:
-            break
-        result.context_length = int(ids.shape[1])
-        if number % shard.world_size == shard.rank:
-            _add_batch(adapter, transcoder, ids, first, capture, final_site, result)
-        bar.update(len(ids))
-        bar.set_postfix(tok_s=f"{seen * (ids.shape[1] - 1) / (time.perf_counter() - start):.0f}")
-        if seen >= n_contexts:
-            break
+    with SideBySide(torch.get_num_threads()) as updates:
+        for number, ids in enumerate(batches):
+            ids = ids[: n_contexts - seen]
+            first, seen = seen, seen + len(ids)
+            if len(ids) == 0:
+                break
+            result.context_length = int(ids.shape[1])
+            if number % shard.world_size == shard.rank:
+                _add_batch(adapter, transcoder, ids, first, capture, final_site, result, updates)
+            bar.update(len(ids))
+            tokens_per_s = seen * (ids.shape[1] - 1) / (time.perf_counter() - start)
+            bar.set_postfix(tok_s=f"{tokens_per_s:.0f}")
+            if seen >= n_contexts:
+                break
     bar.close()
     if seen == 0:
         raise CircuitscopeError("the corpus gave no complete context: give more text")
+    for stats_of_layer in stats.values():
+        stats_of_layer.in_order()
     result.contexts, result.seconds = seen, time.perf_counter() - start
     return result
 
@@ -115,23 +121,37 @@ def _add_batch(
     capture: list[str],
     final_site: str,
     result: FeatureStats,
+    updates: SideBySide,
 ) -> None:
+    """Run the model on a batch, then encode and add its activations, `updates.width`
+    layers at a time (the encodes with every thread, the updates side by side)."""
     ids = ids.to(adapter.device)
     cache = adapter.run(ids, capture=[*capture, final_site], unembed=False).cache
     _add_divisors(adapter, cache, final_site, result)
     result.tokens += int(ids.shape[0] * (ids.shape[1] - 1))
     first_position = first_context * int(ids.shape[1])
     ids_cpu = ids.cpu()
-    for layer, stats in result.layers.items():
-        x = cache.pop(transcoder.config.site_in(layer))
-        features = result.features[layer]
-        x = x.to(transcoder.home)
-        if len(features) < transcoder.config.n_features[layer]:  # a subset (--features-of)
-            acts = transcoder.encode_columns(layer, x, features)
-        else:
-            acts = transcoder.encode(layer, x)
-        acts = acts.float().cpu()
-        stats.update(acts, ids_cpu, first_position, result.settings)
+    layers = list(result.layers)
+    for start in range(0, len(layers), updates.width):
+        chunk = layers[start : start + updates.width]
+        acts = [_encode(transcoder, result, layer, cache) for layer in chunk]
+        updates.run(
+            [
+                partial(result.layers[layer].update, a, ids_cpu, first_position, result.settings)
+                for layer, a in zip(chunk, acts, strict=True)
+            ]
+        )
+
+
+def _encode(
+    transcoder: Transcoder, result: FeatureStats, layer: int, cache: dict[str, Tensor]
+) -> Tensor:
+    """[B, T, F] float32 on the CPU: the activations of `layer`'s covered features."""
+    x = cache.pop(transcoder.config.site_in(layer)).to(transcoder.home)
+    features = result.features[layer]
+    if len(features) < transcoder.config.n_features[layer]:  # a subset (--features-of)
+        return transcoder.encode_columns(layer, x, features).float().cpu()
+    return transcoder.encode(layer, x).float().cpu()
 
 
 def _add_divisors(
@@ -166,6 +186,7 @@ def merge_across_processes(result: FeatureStats) -> FeatureStats:
         if dist.get_rank() == 0:
             for other in others:
                 mine.absorb(other, result.settings)
+            mine.in_order()
     return result
 
 
