@@ -188,7 +188,7 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     """One `trace` of the prompt; the full graph saved with save_graph."""
     import torch
 
-    from circuitscope.allocator import return_freed_memory
+    from circuitscope.allocator import set_policy_for_passes
     from circuitscope.attribution.limits import AttributionLimits
     from circuitscope.attribution.target_choice import TargetChoice
     from circuitscope.attribution.trace import peak_memory_mb, trace
@@ -196,9 +196,11 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     from circuitscope.models.loading import load_model
     from circuitscope.transcoders.transcoder import Transcoder
 
-    return_freed_memory()  # as the CLI does
     start = time.perf_counter()
     loaded = load_model(MODEL, device=spec["device"])
+    if loaded.adapter.device.type == "cpu":  # the heap policy `circuitscope trace` sets
+        pass_bytes = spec["batch_size"] * len(spec["prompt"]["ids"]) * loaded.adapter.d_model * 4
+        set_policy_for_passes(pass_bytes)
     transcoder = Transcoder.load(spec["transcoder"], device=str(loaded.adapter.device))
     load_seconds = time.perf_counter() - start
     load_peak = peak_memory_mb()
@@ -240,6 +242,21 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
         "load_peak_memory_mb": round(load_peak, 1),
         "torch_threads": torch.get_num_threads(),
         "selection": graph.metadata.get("selection", {}),
+        "backward": result.info.backward,
+        "batch_size": spec["batch_size"],
+        "dims": model_dims(loaded.model.config),
+    }
+
+
+def model_dims(config: Any) -> dict[str, int]:
+    """The shape a FLOP count needs, from a Hugging Face config."""
+    heads = config.num_attention_heads
+    return {
+        "d_model": config.hidden_size,
+        "n_heads": heads,
+        "n_kv_heads": getattr(config, "num_key_value_heads", None) or heads,
+        "d_head": getattr(config, "head_dim", None) or config.hidden_size // heads,
+        "n_layers": config.num_hidden_layers,
     }
 
 

@@ -72,6 +72,8 @@ def main() -> int:
         (out / "peer-check.json").write_text(json.dumps(info, indent=1))
         print(json.dumps(info, indent=1))
         return 0
+    if args.heap_policy:
+        info["heap_policy"] = heap_policy(args.batch_size * len(ids) * model.cfg.d_model * 4)
     graph, seconds = run_attribution(model, ids, args)
     info.update(
         attribute_seconds=round(seconds, 3),
@@ -101,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-n-logits", type=int, default=10)
     parser.add_argument("--desired-logit-prob", type=float, default=0.95)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--heap-policy",
+        action="store_true",
+        help="the heap policy `circuitscope trace` sets itself (circuitscope.allocator)",
+    )
     parser.add_argument(
         "--check", action="store_true", help="load everything, compare TL with HF logits, exit"
     )
@@ -222,6 +229,15 @@ def check_encoding(model, ids: list[int]) -> dict:
         "n_active": int(context.activation_matrix._nnz()),
         "active_per_layer": per_layer.tolist(),
     }
+
+
+def heap_policy(pass_bytes: int) -> str:
+    """Apply the heap policy `circuitscope trace` gives itself (its allocator module has
+    no dependencies, so the peer's interpreter imports it from this checkout)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from circuitscope.allocator import set_policy_for_passes
+
+    return set_policy_for_passes(pass_bytes)
 
 
 def run_attribution(model, ids: list[int], args: argparse.Namespace):

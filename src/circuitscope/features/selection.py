@@ -33,14 +33,19 @@ def keep_smallest(
     if bool((ordered[1:] == ordered[:-1]).any()):  # equal keys in a slot: earlier token first
         order = torch.sort((key << POSITION_BITS) | position).indices
         order = order[torch.sort(slot[order], stable=True).indices]
-    sorted_slot = slot[order]
-    starts = torch.ones_like(sorted_slot, dtype=torch.bool)
-    starts[1:] = sorted_slot[1:] != sorted_slot[:-1]
-    index = torch.arange(len(order), device=slot.device)
-    first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=0).values
-    rank = index - first
+    _, rank = runs(slot[order])
     keep = rank < (capacity if isinstance(capacity, int) else capacity[order])
     return order[keep], rank[keep]
+
+
+def runs(values: Tensor) -> tuple[Tensor, Tensor]:
+    """For sorted `values` [n]: (where each run of equal values starts [n] bool, each
+    entry's rank within its run [n])."""
+    starts = torch.ones_like(values, dtype=torch.bool)
+    starts[1:] = values[1:] != values[:-1]
+    index = torch.arange(len(values), device=values.device)
+    first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=0).values
+    return starts, index - first
 
 
 def descending_key(values: Tensor) -> Tensor:

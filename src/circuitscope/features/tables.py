@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuitscope.features.selection import POSITION_BITS, keep_smallest
+from circuitscope.features.selection import POSITION_BITS, keep_smallest, runs
 
 WindowFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 """Given indices of new entries [m], their windows: (acts [m, W], token ids [m, W])."""
@@ -140,15 +140,12 @@ class SlotTable:
     def _free_places(self, slot: Tensor) -> Tensor:
         """[m] a distinct empty place for each entry of `slot` (sorted; each slot must have
         as many empty places as it appears)."""
-        starts = torch.ones_like(slot, dtype=torch.bool)
-        starts[1:] = slot[1:] != slot[:-1]
+        starts, rank = runs(slot)
         target = torch.cumsum(starts, 0) - 1  # each entry's index among the distinct slots
-        index = torch.arange(len(slot))
-        first_new = torch.cummax(torch.where(starts, index, 0), dim=0).values
         row, place = (self.position[slot[starts]] < 0).nonzero(as_tuple=True)
         n_free = torch.bincount(row, minlength=int(starts.sum()))
         first_free = torch.cumsum(n_free, 0) - n_free
-        return place[first_free[target] + index - first_new]
+        return place[first_free[target] + rank]
 
     def _rewrite(
         self,

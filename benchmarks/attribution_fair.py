@@ -1,0 +1,325 @@
+"""Attribution speed measured fairly: each tool at its default and at its best settings.
+
+    .venv/bin/python benchmarks/attribution_fair.py                  # PLT and CLT, 8 and 32 tokens
+    .venv/bin/python benchmarks/attribution_fair.py --cases plt:8 --repeats 3
+
+Same model folder, transcoders (circuit-tracer's copy converted from ours with
+`circuitscope convert`), token ids and thread count for both tools, as in
+`attribution.py`, whose steps this script reuses. For each case (transcoder kind,
+prompt length) every variant runs `--repeats` times in alternation (ours, peer,
+ours, peer, ...), each in a fresh process, and its fastest run counts:
+
+- circuitscope at each `--ours-batch` (32 is its default), with the heap policy its
+  `trace` command sets (`circuitscope.allocator.set_policy_for_passes`);
+- circuit-tracer at each `--peer-batch`: a number is circuit-tracer as it comes (512 is
+  its default batch size); `N+heap` runs it at batch N with the heap policy
+  circuitscope's command gives itself.
+
+Per case it prints each tool's default and best time, the two ratios, and each run's
+work counted in FLOPs (`backward_flops`): rows, passes, GFLOP per pass and achieved
+GFLOP/s, so the distance to the machine's peak shows. The graphs of the two default
+runs are compared (largest edge difference over the largest edge).
+Writes benchmarks/results/attribution-fair-<date>-<machine>.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from attribution import (
+    HERE,
+    ROOT,
+    export,
+    git_state,
+    peer_command,
+    run_child,
+    transcoder_folders,
+    worker,
+)
+
+MODEL_DIMS = {"d_model": 576, "n_heads": 9, "n_kv_heads": 3, "d_head": 64, "n_layers": 30}
+"""SmolLM2-135M's shape (checked against the loaded model by the `ours` worker)."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--cases", nargs="+", default=["plt:8", "clt:8", "plt:32", "clt:32"], help="KIND:TOKENS"
+    )
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--ours-batch", nargs="+", type=int, default=[32, 128])
+    parser.add_argument("--peer-batch", nargs="+", default=["512", "32", "32+heap"])
+    parser.add_argument("--budget", type=int, default=2048, help="max_feature_nodes from 32 tokens")
+    parser.add_argument("--budget-from", type=int, default=32)
+    parser.add_argument("--peer-timeout-min", type=float, default=15.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--peer-python", default="/work/peer-venv/bin/python")
+    parser.add_argument("--work", default=str(ROOT / "out" / "bench"))
+    parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--machine", default=f"cpu-{os.cpu_count()}core")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args(argv)
+    args.max_n_logits, args.desired_logit_prob, args.device = 10, 0.95, "cpu"
+    return args
+
+
+def backward_flops(work: dict[str, int], length: int, n_active: int, kind: str) -> float:
+    """FLOPs of the rows' backward passes, from the work counted (`BackwardWork`).
+
+    Per batch row, layer reached and position: the frozen attention's output and value
+    maps backwards, 2·d·(H + KV)·dh, and the error node's read, 2·d. Per batch row and
+    layer: the mixing Pᵀ·grad, 2·H·T²·dh (dense; from 256 tokens causal blocks skip part),
+    and the reads of the decoder vectors that write to the layer, 2·d each: a PLT
+    feature writes to its own layer (n_active / L per layer), a CLT feature to its own
+    and every later one (n_active·(m + 1) / L into layer m), taken at the mean number
+    of layers a pass reaches. Norms, the forward pass and the selection are left out.
+    """
+    d, h, kv, dh, n_layers = (MODEL_DIMS[k] for k in MODEL_DIMS)
+    rows_layers, rows_layers_positions = work["layer_rows"], work["layer_row_positions"]
+    if not work["passes"] or not rows_layers:
+        return 0.0
+    per_position = 2 * d * (h + kv) * dh + 2 * d
+    mixing = 2 * h * length * length * dh
+    mean_reached = rows_layers / (work["passes"] * work["batch"])
+    per_layer = n_active / n_layers
+    decoders = per_layer if kind == "plt" else per_layer * (mean_reached + 1) / 2
+    return rows_layers_positions * per_position + rows_layers * (mixing + 2 * d * decoders)
+
+
+def peer_work(rows: int, batch: int, length: int) -> dict[str, int]:
+    """circuit-tracer's work if every pass reached the top layer (an upper bound: its
+    backward starts at the highest layer among the batch's rows)."""
+    n_layers = MODEL_DIMS["n_layers"]
+    passes = math.ceil(rows / batch)
+    return {
+        "passes": passes,
+        "batch": batch,
+        "layer_rows": passes * batch * n_layers,
+        "layer_row_positions": passes * batch * n_layers * length,
+    }
+
+
+def variants(args: argparse.Namespace) -> list[tuple[str, int, bool]]:
+    """(tool, batch, heap policy) in the order they alternate: ours, peer, ours, ..."""
+    ours = [("ours", b, True) for b in args.ours_batch]
+    peer = [("peer", int(p.split("+")[0]), p.endswith("+heap")) for p in args.peer_batch]
+    order = []
+    for i in range(max(len(ours), len(peer))):
+        order += ours[i : i + 1] + peer[i : i + 1]
+    return order
+
+
+def run_variant(args, model, item, prompt, budget, variant, folder: Path) -> dict[str, Any]:  # noqa: ANN001
+    tool, batch, heap = variant
+    out = folder / f"{tool}-b{batch}{'-heap' if heap else ''}"
+    if tool == "ours":
+        spec = {
+            "transcoder": item["native"],
+            "prompt": prompt,
+            "out": str(out / "graph"),
+            "max_feature_nodes": budget,
+            "batch_size": batch,
+            "max_n_logits": args.max_n_logits,
+            "desired_logit_prob": args.desired_logit_prob,
+            "device": "cpu",
+        }
+        result, child = worker("ours", spec, out, args.threads)
+        if result["dims"] != MODEL_DIMS:
+            raise SystemExit(f"the model's shape is {result['dims']}, not {MODEL_DIMS}")
+        seconds = result["trace_seconds"]
+        return {**result, "seconds": seconds, "peak_rss_mb": round(child.peak_rss_mb, 1)}
+    command = peer_command(
+        argparse.Namespace(**vars(args), batch_size=batch), model, item, prompt["ids"]
+    )
+    command += ["--out", str(out)] + (["--heap-policy"] if heap else [])
+    if budget is not None:
+        command += ["--max-feature-nodes", str(budget)]
+    child = run_child(command, out / "peer.log", args.threads, timeout_s=args.peer_timeout_min * 60)
+    if child.timed_out:
+        return {"skipped": f"over {args.peer_timeout_min:.0f} min"}
+    if child.returncode != 0:
+        raise SystemExit(f"circuit-tracer failed; see {child.log}")
+    info = json.loads((out / "peer.json").read_text())
+    info.update(seconds=info["attribute_seconds"], peak_rss_mb=round(child.peak_rss_mb, 1))
+    info["work"] = peer_work(info["rows_computed"], batch, prompt["n_positions"])
+    return info
+
+
+def run_case(args, model, item, prompt, work: Path) -> dict[str, Any]:  # noqa: ANN001
+    length = prompt["n_positions"]
+    budget = args.budget if length >= args.budget_from else None
+    folder = work / "fair" / f"{item['kind']}-{length}-{budget or 'all'}"
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for repeat in range(args.repeats):
+        for variant in variants(args):
+            name = _name(variant)
+            if any("skipped" in r for r in runs.get(name, [])):
+                continue
+            result = run_variant(args, model, item, prompt, budget, variant, folder)
+            runs.setdefault(name, []).append(result)
+            print(
+                f"  {item['kind']} {length} {name} run {repeat + 1}: {_seconds(result)}", flush=True
+            )
+    case = {"kind": item["kind"], "length": length, "budget": budget, "runs": runs}
+    for name, results in runs.items():
+        timed = [r for r in results if "seconds" in r]
+        if timed:
+            best = min(timed, key=lambda r: r["seconds"])
+            case.setdefault("best_of", {})[name] = _work_summary(best, item["kind"], length)
+    ours_default, peer_default = _name(("ours", 32, True)), _name(("peer", 512, False))
+    if all(any("seconds" in r for r in runs.get(n, [])) for n in (ours_default, peer_default)):
+        spec = {
+            "ours": str(folder / "ours-b32-heap" / "graph"),
+            "peer": str(folder / "peer-b512"),
+            "kind": item["kind"],
+            "transcoder": item["native"],
+            "ids": prompt["ids"],
+            "device": "cpu",
+        }
+        compared, _ = worker("compare", spec, folder, args.threads)
+        case["compare"] = compared.get("overall_agreeing")
+    return case
+
+
+def _name(variant: tuple[str, int, bool]) -> str:
+    tool, batch, heap = variant
+    if tool == "ours":
+        return f"ours b{batch}"
+    return f"peer b{batch}" + (" heap" if heap else "")
+
+
+def _seconds(result: dict[str, Any]) -> str:
+    return result.get("skipped") or f"{result['seconds']:.1f} s"
+
+
+def _work_summary(result: dict[str, Any], kind: str, length: int) -> dict[str, Any]:
+    work = result.get("work") or {**result["backward"], "batch": result["batch_size"]}
+    flops = backward_flops(work, length, result["n_active"], kind)
+    return {
+        "seconds": result["seconds"],
+        "peak_rss_mb": result["peak_rss_mb"],
+        "rows": result["rows_computed"],
+        "passes": work["passes"],
+        "gflop": flops / 1e9,
+        "gflop_per_pass": flops / 1e9 / max(work["passes"], 1),
+        "gflop_per_s": flops / 1e9 / result["seconds"],
+        "work": work,
+        "upper_bound": "work" in result,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = Path(args.work)
+    cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases]
+    kinds = sorted({kind for kind, _ in cases})
+    items = {kind: transcoder_folders(work, kind) for kind in kinds}
+    lengths = sorted({length for _, length in cases})
+    spec = {"transcoders": list(items.values()), "lengths": lengths}
+    prepared, _ = worker("prepare", spec, work / "prepare", args.threads)
+    for item in items.values():
+        item["export"] = export(item, args.threads)
+    prompts = {p["length"]: p for p in prepared["prompts"]}
+    rows = []
+    for kind, length in cases:
+        print(f"{kind} {length} tokens", flush=True)
+        rows.append(run_case(args, prepared["model_folder"], items[kind], prompts[length], work))
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": args.machine,
+        "note": args.note,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "versions_ours": {**prepared["versions"], "git": git_state()},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("work", "results")},
+        "cases": rows,
+    }
+    write_results(report, Path(args.results))
+    return 0
+
+
+def case_lines(case: dict[str, Any]) -> list[str]:
+    best = case.get("best_of", {})
+    lines = []
+    for name, summary in best.items():
+        bound = " (≤)" if summary["upper_bound"] else ""
+        lines.append(
+            f"| {case['kind']} | {case['length']} | {case['budget'] or 'all'} | {name} "
+            f"| {summary['seconds']:.1f} | {summary['peak_rss_mb']:.0f} | {summary['rows']} "
+            f"| {summary['passes']} | {summary['gflop_per_pass']:.2f}{bound} "
+            f"| {summary['gflop_per_s']:.0f}{bound} |"
+        )
+    return lines
+
+
+def ratio_lines(case: dict[str, Any]) -> list[str]:
+    best = case.get("best_of", {})
+    ours = {n: s for n, s in best.items() if n.startswith("ours")}
+    peer = {n: s for n, s in best.items() if n.startswith("peer")}
+    if not ours or not peer:
+        return [f"| {case['kind']} | {case['length']} | peer did not finish | | | |"]
+    ours_best = min(ours.values(), key=lambda s: s["seconds"])
+    peer_best = min(peer.values(), key=lambda s: s["seconds"])
+    default = "-"
+    if "ours b32" in ours and "peer b512" in peer:
+        default = f"{peer['peer b512']['seconds'] / ours['ours b32']['seconds']:.1f}×"
+    agreement = case.get("compare") or {}
+    relative = f"{agreement['relative']:.1e}" if "relative" in agreement else "-"
+    name_of = {id(s): n for n, s in best.items()}
+    return [
+        f"| {case['kind']} | {case['length']} | {default} "
+        f"| {peer_best['seconds'] / ours_best['seconds']:.1f}× "
+        f"({name_of[id(peer_best)]} / {name_of[id(ours_best)]}) "
+        f"| {peer_best['peak_rss_mb'] / ours_best['peak_rss_mb']:.2f} | {relative} |"
+    ]
+
+
+def write_results(report: dict[str, Any], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"attribution-fair-{report['date']}-{report['machine']}"
+    Path(f"{stem}.json").write_text(json.dumps(report, indent=1))
+    s = report["settings"]
+    lines = [
+        f"# Attribution, fair side by side: {report['date']}, {report['machine']}",
+        "",
+        f"- machine: {report['platform']}, {report['cpu_count']} CPUs; torch threads "
+        f"{s['threads']} for both tools; git {report['versions_ours']['git']}",
+        f"- each variant run {s['repeats']} times, alternating ours / peer, fastest kept; "
+        "peer 'heap': circuit-tracer under the heap policy circuitscope's command sets",
+        f"- all active features below {s['budget_from']} tokens, max_feature_nodes="
+        f"{s['budget']} from there; max_n_logits 10, desired_logit_prob 0.95",
+    ]
+    if report["note"]:
+        lines.append(f"- note: {report['note']}")
+    lines += [
+        "",
+        "| kind | tokens | ratio, both at their defaults (peer b512 / ours b32) | ratio, both at "
+        "their best | peak memory peer / ours (best) | graphs: max ΔA / max A |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in report["cases"]:
+        lines += ratio_lines(case)
+    lines += [
+        "",
+        "Every variant's fastest run, and its work counted (`backward_flops` in the script; "
+        "'≤': circuit-tracer's, if every pass reached the top layer):",
+        "",
+        "| kind | tokens | budget | variant | s | MB | rows | passes | GFLOP per pass | GFLOP/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case in report["cases"]:
+        lines += case_lines(case)
+    text = "\n".join(lines) + "\n"
+    Path(f"{stem}.md").write_text(text)
+    print("\n" + text + f"\nwritten {stem}.md and .json")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
