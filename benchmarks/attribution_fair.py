@@ -36,6 +36,7 @@ from typing import Any
 from attribution import (
     HERE,
     ROOT,
+    TRANSCODERS,
     export,
     git_state,
     peer_command,
@@ -67,6 +68,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
     args.max_n_logits, args.desired_logit_prob, args.device = 10, 0.95, "cpu"
+    args.case_list = []
+    for case in args.cases:
+        kind, _, length = case.partition(":")
+        if kind not in TRANSCODERS or not length.isdigit() or int(length) < 2:
+            parser.error(
+                f"--cases takes KIND:TOKENS with KIND in {sorted(TRANSCODERS)}, got {case!r}"
+            )
+        args.case_list.append((kind, int(length)))
+    for peer in args.peer_batch:
+        if not peer.removesuffix("+heap").isdigit():
+            parser.error(f"--peer-batch takes N or N+heap, got {peer!r}")
     return args
 
 
@@ -218,7 +230,7 @@ def _work_summary(result: dict[str, Any], kind: str, length: int) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(args.work)
-    cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases]
+    cases = args.case_list
     kinds = sorted({kind for kind, _ in cases})
     items = {kind: transcoder_folders(work, kind) for kind in kinds}
     lengths = sorted({length for _, length in cases})

@@ -43,6 +43,11 @@ def test_trace_from_python_fills_the_graph():
     torch.testing.assert_close(graph.logit_vectors[0].float(), unembed[plus] - unembed[minus])
     assert pruned.metadata["pruning"]["node_threshold"] == 0.7
     assert 0 < result.scores.replacement <= 1 and info.seconds > 0
+    work = info.backward  # every pass is a batch of 8 rows over the whole prompt
+    assert work["passes"] >= 3 and graph.metadata["backward"] == work
+    layers = adapter.n_layers  # the logit row's pass reaches every layer
+    assert 8 * layers <= work["layer_rows"] <= work["passes"] * 8 * layers
+    assert work["layer_row_positions"] == work["layer_rows"] * len(graph.input_ids)
 
 
 def test_default_targets_carry_their_demeaned_unembedding():

@@ -82,20 +82,15 @@ class SlotTable:
         value: Tensor,
         windows: WindowFn,
         rows: Tensor | None = None,
-        new_slot: Tensor | None = None,
     ) -> None:
         """Add new entries ([m] each) in place; windows are made only for new survivors.
 
-        rows: the rows to re-select (default: the slots offered to). new_slot: [S, c]
-        the slot each kept entry of those rows moves to (when bins merge); it must
-        lie within `rows`. By default kept entries stay where they are and a new
-        survivor takes the place of an evicted entry or an empty one.
+        rows: the rows to re-select, sorted (default: the slots offered to). Kept
+        entries stay where they are; a new survivor takes the place of an evicted
+        entry or an empty one.
         """
         touched, local = _rows_of(slot, rows)
         if len(touched) == 0:
-            return
-        if new_slot is not None:
-            self._rewrite(slot, key, position, value, windows, touched, new_slot)
             return
         composite = (key << POSITION_BITS) | position
         old_row, old_place, room = self._contested(touched, local, composite)
@@ -147,43 +142,17 @@ class SlotTable:
         first_free = torch.cumsum(n_free, 0) - n_free
         return place[first_free[target] + rank]
 
-    def _rewrite(
-        self,
-        slot: Tensor,
-        key: Tensor,
-        position: Tensor,
-        value: Tensor,
-        windows: WindowFn,
-        rows: Tensor,
-        new_slot: Tensor,
-    ) -> None:
-        """`offer` when kept entries change slot: rewrite `rows` in (key, position) order."""
-        old_slot, old_place = self.filled(rows)
-        old_target = new_slot[old_slot, old_place]
-        n_old = len(old_slot)
-        all_slot = torch.cat([old_target, slot])
-        all_key = torch.cat([self.key[old_slot, old_place], key])
-        all_position = torch.cat([self.position[old_slot, old_place], position])
-        kept, rank = keep_smallest(all_slot, all_key, all_position, self.capacity)
-        from_old = kept < n_old
-        src = (old_slot[kept[from_old]], old_place[kept[from_old]])
-        old_value, old_acts, old_tokens = self.value[src], self.acts[src], self.tokens[src]
-        self.key[rows], self.position[rows] = EMPTY_KEY, -1
-        at = (all_slot[kept], rank)
-        self.key[at], self.position[at] = all_key[kept], all_position[kept]
-        dst = (all_slot[kept[from_old]], rank[from_old])
-        self.value[dst], self.acts[dst], self.tokens[dst] = old_value, old_acts, old_tokens
-        new = kept[~from_old] - n_old
-        if len(new):
-            dst = (slot[new], rank[~from_old])
-            acts, tokens = windows(new)
-            self.value[dst] = value[new].float()
-            self.acts[dst], self.tokens[dst] = acts.float(), tokens.int()
-
     def move(self, rows: Tensor, new_slot: Tensor) -> None:
-        """Move the kept entries of `rows` to `new_slot` ([S, c]), re-selecting (bins merged)."""
-        none = torch.zeros(0, dtype=torch.long)
-        self.offer(none, none, none, none.float(), _no_windows, rows, new_slot)
+        """Move the kept entries of `rows` to `new_slot` ([S, c], within `rows`) and keep
+        each slot's smallest (bins merged); the rows are rewritten in (key, position) order."""
+        at = self.filled(rows)
+        target, key, position = new_slot[at], self.key[at], self.position[at]
+        value, acts, tokens = self.value[at], self.acts[at], self.tokens[at]
+        kept, rank = keep_smallest(target, key, position, self.capacity)
+        self.key[rows], self.position[rows] = EMPTY_KEY, -1
+        dst = (target[kept], rank)
+        self.key[dst], self.position[dst] = key[kept], position[kept]
+        self.value[dst], self.acts[dst], self.tokens[dst] = value[kept], acts[kept], tokens[kept]
 
     def absorb(self, other: SlotTable) -> None:
         """Add another table's entries (the merge of two processes' tables)."""
@@ -206,7 +175,3 @@ def _rows_of(slot: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
         unique = torch.unique(slot, return_inverse=True)
         return unique[0], unique[1]
     return rows, torch.searchsorted(rows, slot)
-
-
-def _no_windows(index: Tensor) -> tuple[Tensor, Tensor]:
-    raise AssertionError("no new entries were offered")

@@ -1,0 +1,46 @@
+"""The attribution benchmark's FLOP count (benchmarks/attribution_fair.py) on hand-counted cases."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _fair() -> Any:
+    sys.path.insert(0, str(BENCHMARKS))  # it imports its sibling attribution.py
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "attribution_fair", BENCHMARKS / "attribution_fair.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_backward_flops_by_hand() -> None:
+    fair = _fair()
+    work = {"passes": 2, "batch": 4, "layer_rows": 80, "layer_row_positions": 640}
+    # SmolLM2: d 576, 9 heads and 3 kv heads of 64, 30 layers; 8 tokens, 300 active features
+    per_position = 2 * 576 * (9 + 3) * 64 + 2 * 576  # O and V maps backwards, error read
+    mixing = 2 * 9 * 8 * 8 * 64
+    plt_reads = 2 * 576 * 10  # 300 / 30 decoders written to each layer
+    clt_reads = 2 * 576 * 10 * (10 + 1) / 2  # a pass reaches 80 / (2 * 4) = 10 layers
+    assert fair.backward_flops(work, 8, 300, "plt") == 640 * per_position + 80 * (
+        mixing + plt_reads
+    )
+    assert fair.backward_flops(work, 8, 300, "clt") == 640 * per_position + 80 * (
+        mixing + clt_reads
+    )
+    assert fair.backward_flops({**work, "passes": 0}, 8, 300, "plt") == 0.0
+
+
+def test_peer_work_counts_every_pass_to_the_top_layer() -> None:
+    work = _fair().peer_work(rows=10, batch=4, length=8)
+    assert work == {"passes": 3, "batch": 4, "layer_rows": 360, "layer_row_positions": 2880}
