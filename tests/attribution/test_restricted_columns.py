@@ -56,23 +56,58 @@ def test_restricted_rows_visit_the_same_features_with_the_same_edges(kind):
     torch.testing.assert_close(graph.adjacency, reference.adjacency, rtol=1e-12, atol=1e-12)
 
 
-def test_too_few_columns_for_a_certificate_still_gives_exact_edges():
-    rep, targets = _replacement_and_targets()
-    budget = 48
-    common = dict(max_feature_nodes=budget, batch_size=8, update_interval=1)
+def _room_for(rep, targets, budget: int, extra: int) -> float:
+    """A row buffer whose restricted rows hold `budget` + `extra` feature columns."""
     n_other = (rep.n_layers + 1) * rep.seq_len + len(targets)
-    # 4 spare columns in the three quarters of the buffer kept for restricted rows
     blocks = _most_blocks(budget, BLOCK_BATCHES * 8, 8) * len(rep.features) * 8
-    rows = (len(targets) + budget) * (budget + 4 + n_other) * 8
-    tight = (rows + blocks) / MB / 0.75
-    run = attribute(rep, targets, AttributionLimits(**common, row_buffer_mb=tight), progress=False)
-    assert run.selection["kept_columns"] == budget + 4
-    assert not run.selection["exact"]
-    full = attribute(rep, targets, AttributionLimits(batch_size=8), progress=False).graph
+    rows = (len(targets) + budget) * (budget + extra + n_other) * 8
+    return (rows + blocks) / MB / 0.75
+
+
+def _assert_same_graph_where_it_has_nodes(run, full) -> None:
     index = full.node_index()
     graph = run.graph
     mapping = torch.tensor([index[graph.node_key(i)] for i in range(graph.n_nodes)])
     torch.testing.assert_close(graph.adjacency, full.adjacency[mapping][:, mapping])
+
+
+def test_too_few_columns_for_a_certificate_still_gives_exact_edges():
+    rep, targets = _replacement_and_targets()
+    budget = 48
+    common = dict(max_feature_nodes=budget, batch_size=8, update_interval=1)
+    tight = _room_for(rep, targets, budget, extra=4)
+    run = attribute(rep, targets, AttributionLimits(**common, row_buffer_mb=tight), progress=False)
+    assert run.selection["kept_columns"] == budget  # the 4 others: room for promotion
+    assert run.selection["promoted_columns"] == 4
+    assert not run.selection["exact"] and run.selection["worst_bound_ratio"] > 1
+    full = attribute(rep, targets, AttributionLimits(batch_size=8), progress=False).graph
+    _assert_same_graph_where_it_has_nodes(run, full)
+
+
+@pytest.mark.parametrize("kind", ["clt", "plt"])
+def test_columns_given_by_forward_passes_make_the_selection_certain(kind, monkeypatch):
+    from circuitscope.attribution import visit
+
+    rep, targets = _replacement_and_targets(kind)
+    budget = 48
+    common = dict(max_feature_nodes=budget, batch_size=8, update_interval=1)
+    full = attribute(rep, targets, AttributionLimits(**common), progress=False).graph
+    no_room = AttributionLimits(**common, row_buffer_mb=_room_for(rep, targets, budget, 0))
+    alone = attribute(rep, targets, no_room, progress=False).selection
+    assert alone["kept_columns"] == budget and alone["promoted_columns"] == 0
+    assert not alone["exact"]
+    monkeypatch.setattr(visit, "SPARE_SHARE", 1)  # every column past the budget is spare
+    room = AttributionLimits(**common, row_buffer_mb=_room_for(rep, targets, budget, 256))
+    run = attribute(rep, targets, room, progress=False)
+    selection = run.selection
+    assert selection["kept_columns"] == budget and 100 < selection["promoted_columns"] < 256
+    assert selection["exact"] and selection["worst_bound_ratio"] < 1
+    graph = run.graph
+    assert [graph.node_key(i) for i in range(graph.n_nodes)] == [
+        full.node_key(i) for i in range(full.n_nodes)
+    ]
+    largest = float(full.adjacency.abs().max())
+    torch.testing.assert_close(graph.adjacency, full.adjacency, rtol=0, atol=1e-12 * largest)
 
 
 def test_a_budget_that_cannot_fit_is_refused_with_the_memory_needed():

@@ -68,10 +68,11 @@ def _assemble(
     """The graph of the first `n_rows` rows of `buffer` [capacity, n_columns + n_logits]
     (logit rows first, row_nodes [capacity] their nodes). Its `edges` are built straight
     as the block [n_selected + n_logits, n_selected + n_errors + n_tokens]: the feature
-    rows sorted by node, then the logit rows, over the columns of the selected features,
+    rows sorted by feature, then the logit rows, over the columns of the selected features,
     then every error and token column."""
     n_logits = len(targets)
-    feature_rows = n_logits + torch.argsort(row_nodes[n_logits:n_rows])
+    # by feature (columns given after restricting come after the others: visit._promote)
+    feature_rows = n_logits + torch.argsort(layout.candidates[row_nodes[n_logits:n_rows]])
     selected = row_nodes[feature_rows]
     columns = torch.cat([selected, torch.arange(layout.n_features, layout.n_columns)])
     rows = torch.cat([feature_rows, torch.arange(n_logits)])

@@ -25,6 +25,8 @@ class InfluenceEstimate:
     """[n_nodes] the estimated influence of every column's source (and logits)."""
     outside_bound: float
     """No active feature without a column scores more than this."""
+    coefficients: Tensor
+    """[r] each row's weight c_r: a source scores sum_r c_r |A[r, source]|."""
 
 
 def influence_scores(
@@ -53,7 +55,7 @@ def influence_scores(
     bounds = [] if outside_max is None else [float(coefficients @ outside_max)]
     if blocks is not None:
         bounds.append(blocks.bound(coefficients))
-    return InfluenceEstimate(scores, min(bounds, default=0.0))
+    return InfluenceEstimate(scores, min(bounds, default=0.0), coefficients)
 
 
 def _row_sums(values: Tensor, chunk: int) -> Tensor:

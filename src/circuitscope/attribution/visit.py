@@ -14,8 +14,9 @@ features ranked highest by the influence estimated so far keep a column (as
 many as the other three quarters hold), and the others are only summed per row, so every
 row's normalisation stays exact and the scores of the kept features are the
 ones the full computation would give. An uncounted feature cannot score more
-than a bound computed at each update from each such feature's largest |edge| in
-every block of a few passes' rows (`OutsideBlocks`, charged to the same memory);
+than a bound computed at each update from its |edges| into the rows computed over
+every column (kept whole, in their quarter) and its largest |edge| in every block
+of a few passes' rows since (`OutsideBlocks`, charged to the other three quarters);
 while the bound stays below the lowest score picked, the visited features are
 exactly those of the full computation (`Selection.exact`).
 """
@@ -35,6 +36,7 @@ from circuitscope.attribution.limits import AttributionLimits
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.row_buffer import RowBuffer
 from circuitscope.attribution.rows import BackwardWork, Injection, RowComputer
+from circuitscope.attribution.source_columns import source_columns
 from circuitscope.attribution.targets import LogitTarget
 from circuitscope.errors import CircuitscopeError
 from circuitscope.models import sites
@@ -52,6 +54,8 @@ class RowPlan:
     """Feature rows computed over every column before the columns are restricted."""
     block_rows: int = 0
     """Rows per block of the outside maxima (`OutsideBlocks`) once restricted."""
+    spare_columns: int = 0
+    """Room for columns given later to features whose bound says they might matter."""
 
 
 @dataclass
@@ -63,6 +67,9 @@ class Selection:
     exploration_rows: int
     bound_ratios: list[float] = field(default_factory=list)
     """Per update after restricting: the outside bound over the lowest score picked."""
+    promoted: int = 0
+    """Features given a column after restricting (`source_columns`), as their bound said
+    they might matter."""
 
     @property
     def exact(self) -> bool:
@@ -76,6 +83,7 @@ class Selection:
             "exploration_rows": self.exploration_rows,
             "exact": self.exact,
             "worst_bound_ratio": max(self.bound_ratios, default=0.0),
+            "promoted_columns": self.promoted,
         }
 
 
@@ -90,6 +98,13 @@ class Visit:
 
 BLOCK_BATCHES = 4
 """Backward passes per block of outside maxima."""
+
+PROMOTION_BATCH = 32
+"""Features per forward pass when columns are given after restricting."""
+
+SPARE_SHARE = 8
+"""Of the columns the restricted rows can hold, one in this many is kept free for
+features given a column later (`source_columns`)."""
 
 
 def plan_rows(
@@ -123,14 +138,17 @@ def plan_rows(
         )
     explore = int((limit - 0.75 * limit) // row_bytes) - n_logits
     explore = min(max(explore // limits.batch_size * limits.batch_size, 0), budget)
-    return RowPlan(budget, min(kept, n_active), explore, block_rows)
+    kept = min(kept, n_active)
+    spare = min(kept // SPARE_SHARE, kept - budget)
+    return RowPlan(budget, kept - spare, explore, block_rows, spare)
 
 
 def _most_blocks(budget: int, block_rows: int, batch_size: int) -> int:
-    """Blocks of outside maxima for `budget` feature rows: the logit rows' own block,
-    full blocks while exploring, and after it blocks of more than block_rows - batch_size
-    rows (a pass that would overflow one starts the next)."""
-    return 3 + -(-budget // (block_rows - batch_size + 1))
+    """Blocks of outside maxima for `budget` feature rows after restricting (the rows
+    before it are kept whole): a block closes when a pass (at most batch_size rows) would
+    take it past block_rows, so each closed one has more than block_rows - batch_size
+    rows; then the last, open one."""
+    return 1 + -(-budget // (block_rows - batch_size + 1))
 
 
 def _check_available(needed: float, n_active: int) -> None:
@@ -185,6 +203,14 @@ def visit_rows(
         weights = _weights(buffer, probabilities)
         restricted = layout.n_features < selection.n_active
         pending = _next_features(buffer, weights, visited, plan.budget, limits, restricted)
+        if restricted and pending.bound_ratio >= 1.0 and buffer.spare_columns:
+            before = layout.n_features
+            layout, visited = _promote(rep, buffer, layout, visited, pending, logit_injections)
+            selection.promoted += layout.n_features - before
+            computer.set_layout(layout)
+            weights = _weights(buffer, probabilities)
+            pending = _next_features(buffer, weights, visited, plan.budget, limits, restricted)
+            bar.set_postfix(promoted=selection.promoted)
         if restricted:
             selection.bound_ratios.append(pending.bound_ratio)
         ordered = _batch_order(rep, layout, pending.features)
@@ -217,7 +243,9 @@ def _restrict(
     kept = torch.sort(ranked[: plan.kept_columns]).values
     n_logits = len(weights) - buffer.n_columns
     capacity = n_logits + plan.budget
-    restricted = buffer.restricted(kept, layout.n_features, n_logits, capacity, plan.block_rows)
+    restricted = buffer.restricted(
+        kept, layout.n_features, n_logits, capacity, plan.block_rows, plan.spare_columns
+    )
     new_layout = ColumnLayout(layout.candidates[kept], layout.n_layers, layout.seq_len)
     return restricted, new_layout, visited[kept]
 
@@ -228,6 +256,10 @@ class _Pending:
     """[k] candidate columns to compute next."""
     bound_ratio: float
     """No feature without a column scores more than this times the lowest one picked."""
+    lowest: float = 0.0
+    """The lowest score picked."""
+    coefficients: Tensor | None = None
+    """[r] the rows' weights in the scores (`InfluenceEstimate.coefficients`)."""
 
 
 def _next_features(
@@ -251,8 +283,44 @@ def _next_features(
     chosen = ranked[~visited[ranked]][:wanted]
     lowest = float(scores[chosen].min()) if len(chosen) else 0.0
     if result.outside_bound == 0.0:
-        return _Pending(chosen, 0.0)
-    return _Pending(chosen, result.outside_bound / lowest if lowest > 0 else float("inf"))
+        return _Pending(chosen, 0.0, lowest, result.coefficients)
+    ratio = result.outside_bound / lowest if lowest > 0 else float("inf")
+    return _Pending(chosen, ratio, lowest, result.coefficients)
+
+
+def _promote(
+    rep: LocalReplacement,
+    buffer: RowBuffer,
+    layout: ColumnLayout,
+    visited: Tensor,
+    pending: _Pending,
+    logit_injections: list[Injection],
+) -> tuple[ColumnLayout, Tensor]:
+    """Give a column to each feature without one whose bound reaches the lowest score
+    picked (the highest bounds first, as many as the buffer has room for), its edges
+    into every row so far computed exactly by forward passes (`source_columns`).
+    Returns the layout and `visited` with the new candidates appended."""
+    blocks = buffer.blocks
+    assert blocks is not None and pending.coefficients is not None
+    bounds = blocks.feature_bounds(pending.coefficients)
+    reaching = torch.nonzero(bounds >= pending.lowest).flatten()
+    order = torch.argsort(bounds[reaching], descending=True, stable=True)
+    reaching = reaching[order][: buffer.spare_columns]
+    outside = torch.ones(len(rep.features), dtype=torch.bool)
+    outside[layout.candidates] = False
+    features = torch.nonzero(outside).flatten()[reaching]  # blocks keep this order
+    rows = [
+        logit_injections[node - buffer.n_columns]
+        if node >= buffer.n_columns
+        else _feature_injection(rep, layout, node)
+        for node in buffer.nodes[: buffer.n].tolist()
+    ]
+    columns = source_columns(rep, features, rows, batch_size=PROMOTION_BATCH)
+    buffer.insert_columns(layout.n_features, columns)
+    blocks.drop(reaching)
+    candidates = torch.cat([layout.candidates, features])
+    new_layout = ColumnLayout(candidates, layout.n_layers, layout.seq_len)
+    return new_layout, torch.cat([visited, torch.zeros(len(features), dtype=torch.bool)])
 
 
 def _batch_order(rep: LocalReplacement, layout: ColumnLayout, pending: Tensor) -> Tensor:
