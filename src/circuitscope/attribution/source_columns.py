@@ -23,13 +23,18 @@ from collections.abc import Callable
 import torch
 import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.rows import Injection
 
 
 def source_columns(
-    rep: LocalReplacement, sources: Tensor, injections: list[Injection], batch_size: int
+    rep: LocalReplacement,
+    sources: Tensor,
+    injections: list[Injection],
+    batch_size: int,
+    progress: bool = False,
 ) -> Tensor:
     """Edges from active features into targets.
 
@@ -40,9 +45,13 @@ def source_columns(
     by_site: dict[str, list[int]] = {}
     for row, injection in enumerate(injections):
         by_site.setdefault(injection.site, []).append(row)
+    constants = rep.constant_outputs(with_errors=True)
+    bar = tqdm(total=len(sources), desc="feature columns", unit="col", disable=not progress)
     for start in range(0, len(sources), batch_size):
         chunk = sources[start : start + batch_size]
-        out[:, start : start + len(chunk)] = _columns(rep, chunk, injections, by_site)
+        out[:, start : start + len(chunk)] = _columns(rep, chunk, injections, by_site, constants)
+        bar.update(len(chunk))
+    bar.close()
     return out
 
 
@@ -51,6 +60,7 @@ def _columns(
     sources: Tensor,
     injections: list[Injection],
     by_site: dict[str, list[int]],
+    constants: dict[int, Tensor],
 ) -> Tensor:
     """[r, len(sources)] by one forward pass with one source per batch row."""
     adapter = rep.adapter
@@ -73,7 +83,7 @@ def _columns(
     with torch.no_grad(), forward_ad.dual_level():
         mlp_out = {
             layer: _dual_output(rep, layer, constant, writes.get(layer), batch)
-            for layer, constant in rep.constant_outputs(with_errors=True).items()
+            for layer, constant in constants.items()
         }
         adapter.run(
             ids,

@@ -205,7 +205,9 @@ def visit_rows(
         pending = _next_features(buffer, weights, visited, plan.budget, limits, restricted)
         if restricted and pending.bound_ratio >= 1.0 and buffer.spare_columns:
             before = layout.n_features
-            layout, visited = _promote(rep, buffer, layout, visited, pending, logit_injections)
+            layout, visited = _promote(
+                rep, buffer, layout, visited, pending, logit_injections, progress
+            )
             selection.promoted += layout.n_features - before
             computer.set_layout(layout)
             weights = _weights(buffer, probabilities)
@@ -295,6 +297,7 @@ def _promote(
     visited: Tensor,
     pending: _Pending,
     logit_injections: list[Injection],
+    progress: bool,
 ) -> tuple[ColumnLayout, Tensor]:
     """Give a column to each feature without one whose bound reaches the lowest score
     picked (the highest bounds first, as many as the buffer has room for), its edges
@@ -315,7 +318,7 @@ def _promote(
         else _feature_injection(rep, layout, node)
         for node in buffer.nodes[: buffer.n].tolist()
     ]
-    columns = source_columns(rep, features, rows, batch_size=PROMOTION_BATCH)
+    columns = source_columns(rep, features, rows, PROMOTION_BATCH, progress)
     buffer.insert_columns(layout.n_features, columns)
     blocks.drop(reaching)
     candidates = torch.cat([layout.candidates, features])

@@ -86,9 +86,11 @@ def print_summary(result: TraceResult, top: int = 10) -> None:
     selection = info.selection
     if selection.get("kept_columns") is not None:
         exact = "provably as without it" if selection["exact"] else "may differ from without it"
+        promoted = selection.get("promoted_columns", 0)
         print(
             f"columns            restricted to {selection['kept_columns']} features after "
-            f"{selection['exploration_rows']} rows (--row-buffer-mb); selection {exact}"
+            f"{selection['exploration_rows']} rows (--row-buffer-mb), {promoted} added "
+            f"later by their bound; selection {exact}"
         )
     print(f"graph              {graph.n_nodes} nodes, {graph.n_edges} edges")
     print(f"pruned             {pruned.n_nodes} nodes, {pruned.n_edges} edges")
