@@ -269,3 +269,31 @@ def test_bad_limits_are_refused_when_made():
     with pytest.raises(CircuitscopeError, match="max_feature_nodes"):
         AttributionLimits(max_feature_nodes=-1)
     AttributionLimits(writer_cache_mb=0)  # 0: refill every table
+
+
+def test_exploring_that_ends_within_a_pick_keeps_the_unrestricted_schedule(monkeypatch):
+    from circuitscope.attribution import visit
+
+    picks: list[tuple[int, int]] = []
+    next_features = visit._next_features
+
+    def recorded(buffer, weights, visited, *args):  # noqa: ANN001, ANN002, ANN202
+        pending = next_features(buffer, weights, visited, *args)
+        picks.append((int(visited.sum()), len(pending.features)))
+        return pending
+
+    monkeypatch.setattr(visit, "_next_features", recorded)
+    rep, targets = _replacement_and_targets("plt")
+    budget = 48
+    common = dict(max_feature_nodes=budget, batch_size=8, update_interval=4)
+    full = attribute(rep, targets, AttributionLimits(**common), progress=False).graph
+    unrestricted, picks[:] = list(picks), []
+    room = AttributionLimits(**common, row_buffer_mb=_room_for(rep, targets, budget, 400))
+    run = attribute(rep, targets, room, progress=False)
+    assert run.selection["exploration_rows"] == 8  # less than a pick of 4 passes of 8
+    assert run.selection["exact"] and run.selection["kept_columns"] is not None
+    assert unrestricted == [(0, 32), (32, 16)] and picks == unrestricted
+    graph = run.graph
+    assert [graph.node_key(i) for i in range(graph.n_nodes)] == [
+        full.node_key(i) for i in range(full.n_nodes)
+    ]

@@ -18,7 +18,11 @@ than a bound computed at each update from its |edges| into the rows computed ove
 every column (kept whole, in their quarter) and its largest |edge| in every block
 of a few passes' rows since (`OutsideBlocks`, charged to the other three quarters);
 while the bound stays below the lowest score picked, the visited features are
-exactly those of the full computation (`Selection.exact`).
+exactly those of the full computation (`Selection.exact`). Where a feature's bound
+reaches that score, the feature gets its column after all, exact over the rows so far
+(`source_columns`, in room kept spare). Restricting keeps the schedule of picks: when
+the exploring rows run out within a pick, its remaining features keep their columns
+and are computed after, with no new estimate in between.
 """
 
 from __future__ import annotations
@@ -196,9 +200,9 @@ def visit_rows(
     visited = torch.zeros(layout.n_features, dtype=torch.bool)
     bar = tqdm(total=plan.budget, desc="feature rows", unit="row", disable=not progress)
     while int(visited.sum()) < plan.budget:
-        if buffer.full and buffer.capacity < n_logits + plan.budget:  # exploring ends
+        if buffer.full and buffer.capacity < n_logits + plan.budget:  # explored before a pick
             weights = _weights(buffer, probabilities)
-            buffer, layout, visited = _restrict(buffer, layout, visited, weights, plan)
+            buffer, layout, visited, _ = _restrict(buffer, layout, visited, weights, plan)
             computer.set_layout(layout)
         weights = _weights(buffer, probabilities)
         restricted = layout.n_features < selection.n_active
@@ -216,7 +220,16 @@ def visit_rows(
         if restricted:
             selection.bound_ratios.append(pending.bound_ratio)
         ordered = _batch_order(rep, layout, pending.features)
-        for _, chunk in _chunks(ordered.tolist(), limits.batch_size):
+        for start in range(0, len(ordered), limits.batch_size):
+            if buffer.full and buffer.capacity < n_logits + plan.budget:  # exploring ends
+                # within a pick: its other features keep their place (the same picks, at
+                # the same points, as without restricting)
+                weights = _weights(buffer, probabilities)
+                buffer, layout, visited, ordered = _restrict(
+                    buffer, layout, visited, weights, plan, ordered
+                )
+                computer.set_layout(layout)
+            chunk = ordered[start : start + limits.batch_size].tolist()
             injections = [_feature_injection(rep, layout, column) for column in chunk]
             buffer.add(computer.rows(injections), torch.tensor(chunk))
             visited[chunk] = True
@@ -233,14 +246,23 @@ def _weights(buffer: RowBuffer, probabilities: Tensor) -> Tensor:
 
 
 def _restrict(
-    buffer: RowBuffer, layout: ColumnLayout, visited: Tensor, weights: Tensor, plan: RowPlan
-) -> tuple[RowBuffer, ColumnLayout, Tensor]:
-    """Keep columns for the visited features and the unvisited ones scoring highest."""
+    buffer: RowBuffer,
+    layout: ColumnLayout,
+    visited: Tensor,
+    weights: Tensor,
+    plan: RowPlan,
+    picked: Tensor | None = None,
+) -> tuple[RowBuffer, ColumnLayout, Tensor, Tensor]:
+    """Keep columns for the visited features, the `picked` ones [k] (columns of the pick
+    under way) and the unvisited ones scoring highest. Returns the buffer, the layout,
+    `visited` and `picked` in the new columns."""
     assert plan.kept_columns is not None
     values, nodes, totals, outside_max = buffer.filled()
     scores = influence_scores(values, nodes, weights, totals, outside_max, buffer.blocks).scores
     scores = scores[: layout.n_features].clone()
     scores[visited] = torch.inf
+    picked = torch.zeros(0, dtype=torch.long) if picked is None else picked
+    scores[picked] = torch.inf
     ranked = torch.argsort(scores, descending=True, stable=True)
     kept = torch.sort(ranked[: plan.kept_columns]).values
     n_logits = len(weights) - buffer.n_columns
@@ -249,7 +271,7 @@ def _restrict(
         kept, layout.n_features, n_logits, capacity, plan.block_rows, plan.spare_columns
     )
     new_layout = ColumnLayout(layout.candidates[kept], layout.n_layers, layout.seq_len)
-    return restricted, new_layout, visited[kept]
+    return restricted, new_layout, visited[kept], torch.searchsorted(kept, picked)
 
 
 @dataclass(frozen=True)
@@ -274,7 +296,6 @@ def _next_features(
 ) -> _Pending:
     """The unvisited candidates to compute next, most influential first."""
     wanted = min(limits.update_interval * limits.batch_size, budget - int(visited.sum()))
-    wanted = min(wanted, buffer.capacity - buffer.n)
     n_candidates = len(visited)
     if budget == n_candidates and not restricted:
         return _Pending(torch.nonzero(~visited).flatten()[:wanted], 0.0)
