@@ -1,8 +1,7 @@
-"""Columns by forward-mode passes against rows by backward passes: the same edges."""
+"""Columns by forward passes against rows by backward passes: the same edges."""
 
 import pytest
 import torch
-import torch.autograd.forward_ad as forward_ad
 
 from circuitscope.attribution.columns import all_columns
 from circuitscope.attribution.replacement import LocalReplacement, build_replacement
@@ -52,17 +51,17 @@ def test_columns_equal_the_rows_entries(arch: str, variant: Variant):
 def test_columns_through_the_blockwise_causal_mix(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(causal_mix, "BLOCK", 4)
     calls = []
-    mix = causal_mix._CausalMix.jvp
+    mix = causal_mix._mix
 
     def counted(*args):  # noqa: ANN002, ANN202
         calls.append(1)
         return mix(*args)
 
-    monkeypatch.setattr(causal_mix._CausalMix, "jvp", staticmethod(counted))
+    monkeypatch.setattr(causal_mix, "_mix", counted)
     rep, injections = _replacement("llama", VARIANTS[0])
     sources = torch.arange(len(rep.features))
     columns = source_columns(rep, sources, injections, batch_size=32)
-    assert calls  # the forward mode went through the blockwise product
+    assert calls  # the batched pass went through the blockwise product
     monkeypatch.setattr(causal_mix, "BLOCK", 10**6)
     reference = _rows(rep, injections)[:, sources]
     torch.testing.assert_close(
@@ -70,11 +69,26 @@ def test_columns_through_the_blockwise_causal_mix(monkeypatch: pytest.MonkeyPatc
     )
 
 
-def test_the_blockwise_mix_carries_tangents_exactly():
-    generator = torch.Generator().manual_seed(0)
-    probs = torch.rand(3, 20, 20, generator=generator, dtype=torch.float64).tril()
-    columns, tangent = torch.rand(2, 3, 20, 5, generator=generator, dtype=torch.float64)
-    with forward_ad.dual_level():
-        mixed = causal_mix.causal_mix(probs, forward_ad.make_dual(columns, tangent), block=4)
-        carried = forward_ad.unpack_dual(mixed).tangent
-    torch.testing.assert_close(carried, probs @ tangent, rtol=0, atol=1e-15)
+def test_sources_late_in_the_prompt_run_on_the_suffix(monkeypatch: pytest.MonkeyPatch):
+    """A batch of late sources runs the model on the positions from its earliest one
+    on, and targets before it get no edge."""
+    rep, injections = _replacement("llama", VARIANTS[0])
+    late = torch.nonzero(rep.features.position >= rep.seq_len - 3).flatten()
+    lengths = []
+    run = rep.adapter.run
+
+    def measured(ids, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        lengths.append(int(ids.shape[1]))
+        return run(ids, **kwargs)
+
+    monkeypatch.setattr(rep.adapter, "run", measured)
+    columns = source_columns(rep, late, injections, batch_size=len(late))
+    monkeypatch.setattr(rep.adapter, "run", run)
+    first = int(rep.features.position[late].min())
+    assert len(late) > 3 and lengths == [rep.seq_len - first] * 2
+    reference = _rows(rep, injections)[:, late]
+    early = [i for i, injection in enumerate(injections) if injection.position < first]
+    assert early and (columns[early] == 0).all() and (reference[early] == 0).all()
+    torch.testing.assert_close(
+        columns, reference, rtol=0, atol=1e-13 * float(reference.abs().max())
+    )

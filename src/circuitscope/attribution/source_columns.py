@@ -1,14 +1,19 @@
-"""Columns of the adjacency matrix by forward-mode passes: each source's edges into rows.
+"""Columns of the adjacency matrix by forward passes: each source's edges into rows.
 
 The transpose of rows.py. A row is one target's edges from every source, by one
 backward pass; a column is one source's edges into every target, by one forward
-pass of the same frozen local replacement model (attention and norm scales
-frozen, MLP outputs held at their constants) with forward-mode AD: each batch row
-carries the tangent of one active feature's writes, a_s · W_dec[l_s → l][i_s] at
-its position in the MLP output of every layer l it decodes to, and a target's
-edge is its injection vector dotted with the tangent arriving at its site and
-position. The map is the same linear one, read the other way, so a column equals
-the rows' entries for that source to rounding (tests check it on every
+pass of the same frozen local replacement model. That model (attention and norm
+scales frozen, MLP outputs held at constants) is affine in what is written into
+the residual stream, so its linear part is read by running it twice on the
+positions from the earliest source on: with nothing written but the bias terms
+(batch 1) and with each batch row carrying one active feature's writes,
+a_s · W_dec[l_s → l][i_s] at its position in the MLP output of every layer l it
+decodes to. A target's edge is its injection vector dotted with the difference
+arriving at its site and position; targets before the source get none (causal).
+No embedding, no constants, no forward-mode AD: the work is that of one batched
+forward over the suffix, about what a batch of rows costs, and less when the
+sources sit late in the prompt (they are batched by position for that). A column
+equals the rows' entries for that source to rounding (tests check it on every
 architecture and transcoder kind).
 
 visit.py uses it once columns are restricted: a feature without a column whose
@@ -18,15 +23,15 @@ computed so far, instead of being left uncertain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.rows import Injection
+from circuitscope.models import sites
 
 
 def source_columns(
@@ -40,62 +45,106 @@ def source_columns(
 
     sources [k] indices into `rep.features`; injections: r targets (as for
     `RowComputer.rows`) -> [r, k] in `rep.dtype`, entry (i, j) the edge from source j
-    into target i. One forward pass per `batch_size` sources."""
+    into target i. One forward pass per `batch_size` sources, latest positions first."""
     out = torch.zeros(len(injections), len(sources), dtype=rep.dtype)
-    by_site: dict[str, list[int]] = {}
-    for row, injection in enumerate(injections):
-        by_site.setdefault(injection.site, []).append(row)
-    constants = rep.constant_outputs(with_errors=True)
+    order = torch.argsort(rep.features.position[sources], descending=True, stable=True)
     bar = tqdm(total=len(sources), desc="feature columns", unit="col", disable=not progress)
     for start in range(0, len(sources), batch_size):
-        chunk = sources[start : start + batch_size]
-        out[:, start : start + len(chunk)] = _columns(rep, chunk, injections, by_site, constants)
+        chunk = order[start : start + batch_size]
+        out[:, chunk] = _columns(rep, sources[chunk], injections)
         bar.update(len(chunk))
     bar.close()
     return out
 
 
-def _columns(
-    rep: LocalReplacement,
-    sources: Tensor,
-    injections: list[Injection],
-    by_site: dict[str, list[int]],
-    constants: dict[int, Tensor],
-) -> Tensor:
+def _columns(rep: LocalReplacement, sources: Tensor, injections: list[Injection]) -> Tensor:
     """[r, len(sources)] by one forward pass with one source per batch row."""
+    first = int(rep.features.position[sources].min())
+    targets = _Targets.after(injections, first)
+    base = _linear_run(rep, first, None, 1, targets)  # the bias terms alone: [1, n]
+    edges = _linear_run(rep, first, _writes(rep, sources), len(sources), targets)  # [B, n]
+    out = torch.zeros(len(injections), len(sources), dtype=rep.dtype)
+    out[targets.rows] = (edges - base).T.cpu()
+    return out
+
+
+@dataclass
+class _Targets:
+    """The targets at or after position `first`, grouped by site."""
+
+    first: int
+    rows: Tensor  # [n] their indices into the injections
+    by_site: dict[str, tuple[Tensor, Tensor, Tensor]]  # site -> (slots [m], positions, vectors)
+
+    @classmethod
+    def after(cls, injections: list[Injection], first: int) -> _Targets:
+        kept = [i for i, injection in enumerate(injections) if injection.position >= first]
+        grouped: dict[str, list[int]] = {}
+        for slot, row in enumerate(kept):
+            grouped.setdefault(injections[row].site, []).append(slot)
+        by_site = {
+            site: (
+                torch.tensor(slots),
+                torch.tensor([injections[kept[s]].position - first for s in slots]),
+                torch.stack([injections[kept[s]].vector for s in slots]),
+            )
+            for site, slots in grouped.items()
+        }
+        return cls(first, torch.tensor(kept, dtype=torch.long), by_site)
+
+
+def _linear_run(
+    rep: LocalReplacement,
+    first: int,
+    writes: dict[int, _Writes] | None,
+    batch: int,
+    targets: _Targets,
+) -> Tensor:
+    """[batch, n] each target's injection dotted with what arrives at its site, in the
+    frozen model run on positions `first`.. with zero embedding and zero MLP constants
+    (plus the skip term, linear) and `writes` added: the bias terms' response alone
+    when `writes` is None."""
     adapter = rep.adapter
-    batch = len(sources)
-    writes = _writes(rep, sources)
-    out = torch.zeros(len(injections), batch, dtype=rep.dtype)
+    length = rep.seq_len - first
+    out = torch.zeros(batch, len(targets.rows), dtype=rep.dtype)
 
     def read(site: str, value: Tensor) -> Tensor:
-        tangent = forward_ad.unpack_dual(value).tangent
-        rows = by_site.get(site, [])
-        if rows and tangent is not None:
-            positions = torch.tensor([injections[r].position for r in rows], device=tangent.device)
-            vectors = torch.stack([injections[r].vector for r in rows]).to(tangent.device)
-            arriving = tangent.index_select(1, positions).to(rep.dtype)  # [B, n, d]
-            edges = (arriving * vectors.to(rep.dtype)).sum(-1)  # [B, n]
-            out[torch.tensor(rows)] = edges.T.cpu()
+        slots, positions, vectors = targets.by_site[site]
+        arriving = value.index_select(1, positions.to(value.device)).to(rep.dtype)  # [B, m, d]
+        out[:, slots] = (arriving * vectors.to(arriving)).sum(-1).cpu()
         return value.new_zeros(())
 
-    ids = rep.input_ids.expand(batch, -1)
-    with torch.no_grad(), forward_ad.dual_level():
-        mlp_out = {
-            layer: _dual_output(rep, layer, constant, writes.get(layer), batch)
-            for layer, constant in constants.items()
-        }
+    dtype = rep.recording.cache[sites.EMBED].dtype
+    zeros = torch.zeros(1, length, adapter.d_model, dtype=dtype, device=adapter.device)
+    mlp_out = {
+        layer: rep.with_skip(
+            layer, _written(zeros, writes.get(layer) if writes else None, batch, first)
+        )
+        for layer in range(rep.n_layers)
+    }
+    with torch.no_grad():
         adapter.run(
-            ids,
-            frozen=rep.recording.frozen,
+            rep.input_ids[:, first:].expand(batch, -1),
+            frozen=rep.recording.frozen.suffix(first),
             mlp_out=mlp_out,
-            capture=sorted(by_site),
-            keep_graph=True,  # no detach: it would drop the tangents
+            embed=zeros,
+            capture=sorted(targets.by_site),
             unembed=False,
             capture_as=read,
             live_input=rep.live_input,
         )
     return out
+
+
+def _written(zeros: Tensor, writes: _Writes | None, batch: int, first: int) -> Tensor:
+    """[batch or 1, length, d] the MLP output of one layer: zero but the writes."""
+    if writes is None:
+        return zeros
+    rows, positions, vectors = writes
+    output = zeros.expand(batch, -1, -1).clone()
+    index = (rows.to(output.device), (positions - first).to(output.device))
+    output.index_put_(index, vectors.to(output), accumulate=True)
+    return output
 
 
 _Writes = tuple[Tensor, Tensor, Tensor]
@@ -122,26 +171,3 @@ def _writes(rep: LocalReplacement, sources: Tensor) -> dict[int, _Writes]:
         )
         for layer, pieces in parts.items()
     }
-
-
-def _dual_output(
-    rep: LocalReplacement, layer: int, constant: Tensor, writes: _Writes | None, batch: int
-) -> Callable[[Tensor], Tensor]:
-    """The MLP output of `layer` with its tangent, made when the layer runs (so that
-    only one layer's [B, seq, d] tangent lives at a time)."""
-
-    def output(live: Tensor) -> Tensor:
-        shape = (batch, *constant.shape[1:])
-        primal = constant.to(live.dtype).expand(shape).contiguous()
-        tangent = torch.zeros_like(primal)
-        if writes is not None:
-            rows, positions, vectors = writes
-            device = tangent.device
-            index = (rows.to(device), positions.to(device))
-            tangent.index_put_(index, vectors.to(device, tangent.dtype))
-        value = forward_ad.make_dual(primal, tangent)
-        if rep.transcoder.config.skip_connection:
-            return value + rep.transcoder.skip(layer, live)
-        return value
-
-    return output

@@ -45,15 +45,8 @@ class _CausalMix(torch.autograd.Function):
         ctx: FunctionCtx, probs: Tensor, columns: Tensor, bounds: tuple[int, ...]
     ) -> Tensor:
         ctx.save_for_backward(probs)
-        ctx.save_for_forward(probs)
         ctx.bounds = bounds  # type: ignore[attr-defined]
         return _mix(probs, columns, bounds)
-
-    @staticmethod
-    def jvp(ctx: FunctionCtx, _probs: None, tangent: Tensor, _bounds: None) -> Tensor:  # type: ignore[override]
-        """Forward mode (source_columns.py): the mix is linear in `columns`."""
-        (probs,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        return _mix(probs, tangent, ctx.bounds)  # type: ignore[attr-defined]
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[None, Tensor, None]:  # type: ignore[override]

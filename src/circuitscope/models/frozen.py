@@ -54,6 +54,16 @@ class FrozenState:
             {k: v[:, :length] for k, v in self.norm_scales.items()},
         )
 
+    def suffix(self, start: int) -> FrozenState:
+        """The state of positions `start` on, as if they were the whole prompt.
+
+        Exact only for a linear pass whose inputs are zero before `start`: causal
+        attention then has nothing to read from the positions left out (views, no copy)."""
+        return FrozenState(
+            {k: v[..., start:, start:] for k, v in self.attention.items()},
+            {k: v[:, start:] for k, v in self.norm_scales.items()},
+        )
+
     def to(self, device: str) -> FrozenState:
         return FrozenState(
             {k: v.to(device) for k, v in self.attention.items()},
