@@ -7,8 +7,10 @@ Both run on the same packed contexts of the default corpus. "forward" is
 `adapter.run(ids, unembed=False)`: the model up to its final norm, which is what
 the pass needs (no unembedding), with no site captured: the bound. "pass" is
 `collect_stats` (capture of every layer's transcoder input, encoding, top-k
-tables, interval samples, histograms, densities). Each is timed `--repeats` times,
-alternating, and the best time is kept (the machine is shared). Then the cards
+tables, interval samples, histograms, densities), once per `--backends` entry:
+`kernel` (the C loops of `features/firings.c`) and `torch` (their torch reference,
+`CIRCUITSCOPE_KERNELS=0`); their results are checked equal. Each is timed
+`--repeats` times, alternating, and the best time is kept. Then the cards
 are made and written once (logit effects, decoding, files), timed apart: that
 cost depends on the number of features, not on the corpus; so does that of the top
 input tokens (`--input-tokens K`, timed apart again, every layer). The transcoders are
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -30,11 +33,12 @@ import torch
 
 from circuitscope.data.corpus import iter_documents
 from circuitscope.data.packing import batched, pack_contexts
+from circuitscope.features import firings_kernel
 from circuitscope.features.build import all_features, make_cards
 from circuitscope.features.files import write_cards
 from circuitscope.features.input_tokens import top_input_tokens
 from circuitscope.features.stats_settings import StatsSettings
-from circuitscope.features.stream import collect_stats
+from circuitscope.features.stream import FeatureStats, collect_stats
 from circuitscope.models.loading import load_model
 from circuitscope.testing.sparse_random import sparse_random_transcoder
 
@@ -54,6 +58,26 @@ def forward_seconds(adapter, batches: list[torch.Tensor]) -> float:
             adapter.run(ids, unembed=False)
     synchronize(adapter.device)
     return time.perf_counter() - start
+
+
+def use_backend(name: str) -> None:
+    """Run the pass's per-firing loops in C ("kernel") or in torch ("torch")."""
+    os.environ[firings_kernel.SWITCH] = "0" if name == "torch" else "1"
+    firings_kernel.library.cache_clear()
+    if name == "kernel" and firings_kernel.library() is None:
+        raise SystemExit("the C kernel could not be built (is there a C compiler?)")
+
+
+def same_stats(a, b) -> bool:
+    """Whether two passes kept the same counts, histograms and table entries."""
+    for layer, x in a.layers.items():
+        y = b.layers[layer]
+        if not (torch.equal(x.count, y.count) and torch.equal(x.histogram, y.histogram)):
+            return False
+        for s, t in ((x.top, y.top), (x.samples, y.samples)):
+            if not (torch.equal(s.position, t.position) and torch.equal(s.acts, t.acts)):
+                return False
+    return True
 
 
 def chosen_features(transcoder, per_layer: int) -> dict[int, torch.Tensor]:
@@ -116,6 +140,13 @@ def main() -> None:
     parser.add_argument("--machine", default="cpu-2core-shared")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--model-dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["kernel", "torch"],
+        choices=["kernel", "torch"],
+        help="the per-firing loops in C, in torch, or both (timed alternately, checked equal)",
+    )
     parser.add_argument("--cards", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--input-tokens", type=int, default=10, help="0: not timed")
     parser.add_argument(
@@ -141,40 +172,51 @@ def main() -> None:
     for kind in args.kinds:
         transcoder = sparse_random_transcoder(adapter, tokenizer, kind, args.n_features, args.l0)
         forward_seconds(adapter, batches[:1])  # warm-up
-        forward, full = [], []
-        stats = None
+        forward: list[float] = []
+        passes: dict[str, list[float]] = {name: [] for name in args.backends}
+        kept: dict[str, FeatureStats] = {}
         for _ in range(args.repeats):
             forward.append(forward_seconds(adapter, batches))
-            seconds, stats = pass_seconds(
-                adapter, transcoder, batches, settings, args.features_per_layer
-            )
-            full.append(seconds)
-        assert stats is not None
+            for name in args.backends:
+                use_backend(name)
+                seconds, kept[name] = pass_seconds(
+                    adapter, transcoder, batches, settings, args.features_per_layer
+                )
+                passes[name].append(seconds)
+        use_backend("kernel" if "kernel" in args.backends else args.backends[0])
+        stats = kept[args.backends[0]]
+        equal = all(same_stats(stats, other) for other in kept.values())
         cards, size, card_seconds = make_and_write(loaded, transcoder, stats, kind, args.cards)
         inputs_seconds = input_token_seconds(loaded, transcoder, stats, args.input_tokens)
         fired = sum(int((s.count > 0).sum()) for s in stats.layers.values())
-        row = {
-            "kind": kind,
-            "layers": adapter.n_layers,
-            "n_features": args.n_features,
-            "features_per_layer": args.features_per_layer or args.n_features,
-            "tokens": tokens,
-            "forward_tokens_per_s": tokens / min(forward),
-            "pass_tokens_per_s": tokens / min(full),
-            "ratio": min(forward) / min(full),
-            "forward_seconds": forward,
-            "pass_seconds": full,
-            "cards_seconds": card_seconds,
-            "input_tokens_seconds": inputs_seconds,
-            "cards": len(cards),
-            "features_fired": fired,
-            "files_mb": size / 2**20,
-        }
-        rows.append(row)
+        for name, full in passes.items():
+            row = {
+                "kind": kind,
+                "backend": name,
+                "layers": adapter.n_layers,
+                "n_features": args.n_features,
+                "features_per_layer": args.features_per_layer or args.n_features,
+                "tokens": tokens,
+                "forward_tokens_per_s": tokens / min(forward),
+                "pass_tokens_per_s": tokens / min(full),
+                "ratio": min(forward) / min(full),
+                "forward_seconds": forward,
+                "pass_seconds": full,
+                "backends_equal": equal,
+                "cards_seconds": card_seconds,
+                "input_tokens_seconds": inputs_seconds,
+                "cards": len(cards),
+                "features_fired": fired,
+                "files_mb": size / 2**20,
+            }
+            rows.append(row)
+            print(
+                f"{kind} ({name}): forward {row['forward_tokens_per_s']:.0f} tok/s, pass "
+                f"{row['pass_tokens_per_s']:.0f} tok/s (ratio {row['ratio']:.2f})"
+            )
         print(
-            f"{kind}: forward {row['forward_tokens_per_s']:.0f} tok/s, pass "
-            f"{row['pass_tokens_per_s']:.0f} tok/s (ratio {row['ratio']:.2f}); "
-            f"{len(cards)} cards made and written in {card_seconds:.1f} s ({size / 2**20:.1f} MB); "
+            f"{kind}: backends equal: {equal}; {len(cards)} cards made and written in "
+            f"{card_seconds:.1f} s ({size / 2**20:.1f} MB); "
             f"top {args.input_tokens} input tokens of every feature in {inputs_seconds:.1f} s"
         )
     write_results(rows, args)
@@ -209,16 +251,18 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
         f"context length {args.context_length}, batch {args.batch_size} contexts, random "
         f"transcoders with L0 about {args.l0}; best of {args.repeats}; machine {args.machine}.",
         "",
-        "| transcoder | features per layer carded | tokens | forward tok/s | pass tok/s "
-        f"| pass / forward | cards | cards s | top {args.input_tokens} input tokens s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| transcoder | per-firing loops | features per layer carded | tokens | forward tok/s "
+        f"| pass tok/s | pass / forward | same result | cards | cards s "
+        f"| top {args.input_tokens} input tokens s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['layers']} x {r['n_features']} {r['kind'].upper()} "
+            f"| {r['layers']} x {r['n_features']} {r['kind'].upper()} | {r['backend']} "
             f"| {r['features_per_layer']} | {r['tokens']} | "
             f"{r['forward_tokens_per_s']:.0f} | {r['pass_tokens_per_s']:.0f} | {r['ratio']:.2f} | "
-            f"{r['cards']} | {r['cards_seconds']:.1f} | {r['input_tokens_seconds']:.1f} |"
+            f"{'yes' if r['backends_equal'] else 'NO'} | {r['cards']} | "
+            f"{r['cards_seconds']:.1f} | {r['input_tokens_seconds']:.1f} |"
         )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {stem}.md and .json")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from circuitscope.features.firings import Candidates, Thresholds, firings_of
 from circuitscope.features.ranges import MIN_EXPONENT, bin_of, exponent_of, rebin_counts
-from circuitscope.features.selection import descending_key, sample_key
 from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.tables import SlotTable
 
@@ -52,50 +52,52 @@ class LayerStats:
         contexts are consecutive (context b starts at first_position + b·T)."""
         acts = acts.contiguous()
         length, n_features = acts.shape[1], acts.shape[2]
-        fired = acts > 0
-        fired[:, 0] = False
-        row, f = fired.view(-1, n_features).nonzero(as_tuple=True)  # row = b·T + t
-        value = acts.view(-1).index_select(0, row * n_features + f)
-        position = first_position + row
-        self.count += torch.bincount(f, minlength=n_features)
-        batch_max = torch.zeros(n_features).scatter_reduce_(0, f, value, "amax")
+        firings = firings_of(acts.view(-1, n_features), length)
+        count, batch_max = firings.totals()
+        self.count += count
         seen = torch.where(batch_max > 0, exponent_of(batch_max), MIN_EXPONENT)
         grown = torch.maximum(self.exponent, seen)
         shift, self.exponent = grown - self.exponent, grown
         rebin_counts(self.histogram, shift)
-        n_bins = settings.histogram_bins
-        fine = bin_of(value, self.exponent.index_select(0, f), n_bins)
-        ones = torch.ones_like(f)
-        self.histogram.view(-1).index_put_((f * n_bins + fine,), ones, accumulate=True)
-
-        def windows(i: Tensor) -> tuple[Tensor, Tensor]:
-            b, t = row[i] // length, row[i] % length
-            return _windows(acts, input_ids, b, t, f[i], settings)
-
-        self._offer_top(f, value, position, windows)
-        interval = fine >> (n_bins.bit_length() - settings.intervals.bit_length())
-        self._offer_samples(f, interval, value, position, windows, settings, shift)
-
-    def _offer_top(self, f, value, position, windows) -> None:  # noqa: ANN001
-        """Entries below the kept k-th value of their feature cannot enter."""
-        key = descending_key(value)
-        chosen = (key <= self.top.threshold().index_select(0, f)).nonzero().flatten()
-        self.top.offer(
-            f[chosen], key[chosen], position[chosen], value[chosen], lambda i: windows(chosen[i])
-        )
-
-    def _offer_samples(self, f, interval, value, position, windows, settings, shift) -> None:  # noqa: ANN001
-        q = settings.intervals
         grew = (shift > 0).nonzero().flatten()
         if len(grew):  # bins merged: move kept samples first, so thresholds are the merged bins'
+            q = settings.intervals
             rows = (grew.unsqueeze(1) * q + torch.arange(q)).flatten()
             self.samples.move(rows, self.sample_slots(settings))
-        slot = f * q + interval
-        key = sample_key(self.feature_ids.index_select(0, f), position)
-        chosen = (key <= self.samples.threshold().index_select(0, slot)).nonzero().flatten()
-        self.samples.offer(
-            slot[chosen], key[chosen], position[chosen], value[chosen], lambda i: windows(chosen[i])
+        given = Thresholds(
+            self.exponent,
+            self.histogram,
+            self.top.threshold(),
+            self.samples.threshold(),
+            self.feature_ids,
+            settings.intervals,
         )
+        top, samples = firings.select(first_position, given)
+        self._offer(self.top, top, 1, first_position, acts, input_ids, settings)
+        self._offer(
+            self.samples, samples, settings.intervals, first_position, acts, input_ids, settings
+        )
+
+    @staticmethod
+    def _offer(
+        table: SlotTable,
+        offered: Candidates,
+        per_feature: int,
+        first_position: int,
+        acts: Tensor,
+        input_ids: Tensor,
+        settings: StatsSettings,
+    ) -> None:
+        """Offer candidates to a table (`per_feature` slots per feature); windows are cut
+        only for the entries it keeps."""
+        length = acts.shape[1]
+
+        def windows(i: Tensor) -> tuple[Tensor, Tensor]:
+            row, feature = offered.row[i], offered.slot[i] // per_feature
+            return _windows(acts, input_ids, row // length, row % length, feature, settings)
+
+        position = first_position + offered.row
+        table.offer(offered.slot, offered.key, position, offered.value, windows)
 
     def sample_slots(self, settings: StatsSettings) -> Tensor:
         """[S, c] the slot each kept sample belongs in under the current ranges."""

@@ -1,0 +1,101 @@
+"""The C kernel of the feature pass equals its torch reference bit for bit."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from circuitscope.features import firings_kernel
+from circuitscope.features.firings import KernelFirings, Thresholds, TorchFirings, firings_of
+from circuitscope.features.tables import EMPTY_KEY
+
+N_BINS, INTERVALS, LENGTH = 16, 4, 7
+
+
+def _kernel():
+    library = firings_kernel.library()
+    if library is None:
+        pytest.skip("no C compiler: the torch reference runs")
+    return library
+
+
+def _acts(seed: int, n_rows: int = 5 * LENGTH, n_features: int = 11) -> torch.Tensor:
+    """Sparse activations with exact ties, negatives, zeros, tiny and large values."""
+    generator = torch.Generator().manual_seed(seed)
+    acts = torch.randn(n_rows, n_features, generator=generator).exp()
+    acts[torch.rand(n_rows, n_features, generator=generator) < 0.6] = 0.0
+    acts[torch.rand(n_rows, n_features, generator=generator) < 0.1] *= -1
+    acts[3, :] = 0.5  # ties within a row
+    acts[:, 2] = acts[:, 2].round()  # ties within a feature
+    acts[4, 5], acts[6, 6] = 1e-30, 3e4
+    return acts
+
+
+def _thresholds(seed: int, n_features: int, exponent: torch.Tensor) -> Thresholds:
+    generator = torch.Generator().manual_seed(seed + 1)
+    top = torch.randint(0, 1 << 31, (n_features,), generator=generator)
+    top[::3] = EMPTY_KEY  # tables with room
+    samples = torch.randint(0, 1 << 32, (n_features * INTERVALS,), generator=generator)
+    samples[::5] = EMPTY_KEY
+    return Thresholds(
+        exponent=exponent,
+        histogram=torch.randint(0, 9, (n_features, N_BINS), generator=generator),
+        top=top,
+        samples=samples,
+        feature_ids=7 * (1 << 24) + torch.arange(n_features) * 3,
+        intervals=INTERVALS,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_firings_equal_the_torch_reference(seed: int) -> None:
+    library = _kernel()
+    acts = _acts(seed)
+    reference, kernel = TorchFirings(acts, LENGTH), KernelFirings(acts, LENGTH, library)
+    (count, batch_max), (k_count, k_max) = reference.totals(), kernel.totals()
+    assert torch.equal(count, k_count) and torch.equal(batch_max, k_max)
+    assert int(count.sum()) > 40  # the test has firings to compare
+    assert int(count.sum()) == int((acts.view(-1, LENGTH, 11)[:, 1:] > 0).sum())
+    exponent = torch.frexp(batch_max).exponent.long().clamp(min=-30) + seed  # ranges may be wider
+    given = _thresholds(seed, acts.shape[1], exponent)
+    k_given = Thresholds(**{**given.__dict__, "histogram": given.histogram.clone()})
+    top, samples = reference.select(1000 * seed + 3, given)
+    k_top, k_samples = kernel.select(1000 * seed + 3, k_given)
+    assert torch.equal(given.histogram, k_given.histogram)
+    for ours, theirs in ((top, k_top), (samples, k_samples)):
+        for name in ("row", "slot", "key", "value"):
+            assert torch.equal(getattr(ours, name), getattr(theirs, name)), name
+    assert 0 < len(top.row) < int(count.sum()) and 0 < len(samples.row) < int(count.sum())
+
+
+def test_the_kernel_is_built_where_a_compiler_is() -> None:
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here")
+    assert firings_kernel.library() is not None
+    assert isinstance(firings_of(torch.zeros(4, 3), 2), KernelFirings)
+
+
+def test_switched_off_the_torch_reference_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(firings_kernel.SWITCH, "0")
+    firings_kernel.library.cache_clear()
+    try:
+        assert firings_kernel.library() is None
+        assert isinstance(firings_of(torch.zeros(4, 3), 2), TorchFirings)
+    finally:
+        monkeypatch.delenv(firings_kernel.SWITCH)
+        firings_kernel.library.cache_clear()
+
+
+def test_a_compiler_that_fails_falls_back_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setenv("CIRCUITSCOPE_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # exits 1 without building anything
+    firings_kernel.library.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="could not build"):
+            assert firings_kernel.library() is None
+    finally:
+        firings_kernel.library.cache_clear()
