@@ -69,14 +69,19 @@ def use_backend(name: str) -> None:
 
 
 def same_stats(a, b) -> bool:
-    """Whether two passes kept the same counts, histograms and table entries."""
+    """Whether two passes kept the same counts, histograms and table entries (windows
+    included; empty places hold nothing to compare)."""
     for layer, x in a.layers.items():
         y = b.layers[layer]
         if not (torch.equal(x.count, y.count) and torch.equal(x.histogram, y.histogram)):
             return False
         for s, t in ((x.top, y.top), (x.samples, y.samples)):
-            if not (torch.equal(s.position, t.position) and torch.equal(s.acts, t.acts)):
+            kept = s.position >= 0
+            if not torch.equal(kept, t.position >= 0):
                 return False
+            for name in ("key", "position", "value", "acts", "tokens"):
+                if not torch.equal(getattr(s, name)[kept], getattr(t, name)[kept]):
+                    return False
     return True
 
 

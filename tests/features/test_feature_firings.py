@@ -1,4 +1,5 @@
-"""The C kernel of the feature pass equals its torch reference bit for bit."""
+"""The C kernel of the feature pass against its torch reference: the same totals and
+histograms bit for bit, and of the candidates, each slot's best (the rest cannot enter)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ import pytest
 import torch
 
 from circuitscope.features import firings_kernel
-from circuitscope.features.firings import KernelFirings, Thresholds, TorchFirings, firings_of
+from circuitscope.features.firings import (
+    Candidates,
+    KernelFirings,
+    Thresholds,
+    TorchFirings,
+    firings_of,
+)
 from circuitscope.features.tables import EMPTY_KEY
 
-N_BINS, INTERVALS, LENGTH = 16, 4, 7
+N_BINS, INTERVALS, LENGTH, TOP_K, PER_INTERVAL = 16, 4, 7, 3, 2
 
 
 def _kernel():
@@ -46,7 +53,19 @@ def _thresholds(seed: int, n_features: int, exponent: torch.Tensor) -> Threshold
         samples=samples,
         feature_ids=7 * (1 << 24) + torch.arange(n_features) * 3,
         intervals=INTERVALS,
+        top_k=TOP_K,
+        per_interval=PER_INTERVAL,
     )
+
+
+def _best_per_slot(candidates: Candidates, capacity: int) -> dict[int, list[tuple]]:
+    """slot -> its `capacity` smallest (key, row, value), in that order."""
+    by_slot: dict[int, list[tuple]] = {}
+    columns = [getattr(candidates, n).tolist() for n in ("slot", "key", "row", "value")]
+    rows = zip(*columns, strict=True)
+    for slot, key, row, value in rows:
+        by_slot.setdefault(slot, []).append((key, row, value))
+    return {slot: sorted(entries)[:capacity] for slot, entries in by_slot.items()}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -64,9 +83,11 @@ def test_kernel_firings_equal_the_torch_reference(seed: int) -> None:
     top, samples = reference.select(1000 * seed + 3, given)
     k_top, k_samples = kernel.select(1000 * seed + 3, k_given)
     assert torch.equal(given.histogram, k_given.histogram)
-    for ours, theirs in ((top, k_top), (samples, k_samples)):
-        for name in ("row", "slot", "key", "value"):
-            assert torch.equal(getattr(ours, name), getattr(theirs, name)), name
+    for ours, theirs, capacity in ((top, k_top, TOP_K), (samples, k_samples, PER_INTERVAL)):
+        expected = _best_per_slot(ours, capacity)
+        assert _best_per_slot(theirs, capacity + 1) == expected
+        assert len(theirs.row) == sum(len(entries) for entries in expected.values())
+        assert len(theirs.row) < len(ours.row)  # the kernel offers fewer
     assert 0 < len(top.row) < int(count.sum()) and 0 < len(samples.row) < int(count.sum())
 
 
@@ -99,3 +120,50 @@ def test_a_compiler_that_fails_falls_back_with_a_warning(
             assert firings_kernel.library() is None
     finally:
         firings_kernel.library.cache_clear()
+
+
+def _filled(table) -> list[tuple]:  # noqa: ANN001
+    kept = table.position >= 0
+    return [
+        table.key[kept].tolist(),
+        table.position[kept].tolist(),
+        table.value[kept].tolist(),
+        table.acts[kept].tolist(),
+        table.tokens[kept].tolist(),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["clt", "plt"])
+def test_a_pass_by_the_kernel_keeps_what_the_torch_pass_keeps(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stats_fixtures import tiny_setup
+
+    from circuitscope.features.stats_settings import StatsSettings
+    from circuitscope.features.stream import collect_stats
+
+    _kernel()
+    tiny = tiny_setup(kind, n_contexts=20, length=24)
+    settings = StatsSettings(top_k=3, intervals=4, per_interval=2, histogram_bins=16, before=4)
+    features = {layer: torch.arange(24) for layer in range(tiny.adapter.n_layers)}
+    passes = []
+    for backend in ("kernel", "torch"):
+        if backend == "torch":
+            monkeypatch.setattr(firings_kernel, "library", lambda: None)
+        batches = tiny.batches(3)
+        passes.append(
+            collect_stats(
+                tiny.adapter, tiny.transcoder, batches, 20, features, settings, progress=False
+            )
+        )
+    kernel, reference = passes
+    entries = 0
+    for layer, ours in kernel.layers.items():
+        theirs = reference.layers[layer]
+        assert torch.equal(ours.count, theirs.count)
+        assert torch.equal(ours.histogram, theirs.histogram)
+        assert torch.equal(ours.exponent, theirs.exponent)
+        for a, b in ((ours.top, theirs.top), (ours.samples, theirs.samples)):
+            assert _filled(a) == _filled(b)
+            entries += len(_filled(a)[0])
+    assert entries > 500

@@ -4,9 +4,11 @@ they offer to the top-k and sample tables.
 A firing is a token where a feature's activation is > 0 (token 0 of each context is
 skipped). Two implementations with one contract: `TorchFirings` (the reference, torch
 operations) and `KernelFirings` (two C loops, `firings.c`, built at first use by
-`firings_kernel`; about ten times less time per layer-batch on a CPU). `firings_of`
-picks the kernel when it is built and the activations are on the CPU; both give the
-same numbers bit for bit, in the same order (the tests check it).
+`firings_kernel`). `firings_of` picks the kernel when it is built and the activations
+are on the CPU. Both give the same totals and histogram counts bit for bit. The
+reference offers every firing under a table's threshold; the kernel offers only each
+slot's best `capacity` of them in the batch, the only ones that can enter, so the
+tables they leave are the same (the tests check both).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from torch import Tensor
 from circuitscope.features import firings_kernel
 from circuitscope.features.ranges import bin_of
 from circuitscope.features.selection import descending_key, sample_key
+from circuitscope.features.tables import SlotTable
 
 
 @dataclass
 class Candidates:
-    """Firings that may enter a table ([m] each, in row-major order of the activations)."""
+    """Firings that may enter a table ([m] each)."""
 
     row: Tensor  # int64: b·T + t
     slot: Tensor  # int64: the table's slot (the feature for top-k; feature·q + interval)
@@ -42,6 +45,8 @@ class Thresholds:
     samples: Tensor  # [F·q] int64: the largest kept key per interval slot
     feature_ids: Tensor  # [F] int64: global feature ids, for sample keys
     intervals: int  # q
+    top_k: int  # the top table's places per feature
+    per_interval: int  # the sample table's places per slot
 
 
 class TorchFirings:
@@ -83,6 +88,28 @@ class TorchFirings:
             Candidates(self.row[sampled], slot[sampled], skey[sampled], value[sampled]),
         )
 
+    def offer(
+        self,
+        table: SlotTable,
+        offered: Candidates,
+        per_feature: int,
+        first_position: int,
+        acts: Tensor,
+        input_ids: Tensor,
+        before: int,
+        after: int,
+    ) -> None:
+        """Offer candidates to a table (`per_feature` slots per feature), in place;
+        acts: [B, T, F], input_ids: [B, T]. Windows are cut only for entries it keeps."""
+        length = acts.shape[1]
+
+        def windows(i: Tensor) -> tuple[Tensor, Tensor]:
+            row, feature = offered.row[i], offered.slot[i] // per_feature
+            return _windows(acts, input_ids, row // length, row % length, feature, before, after)
+
+        position = first_position + offered.row
+        table.offer(offered.slot, offered.key, position, offered.value, windows)
+
 
 class KernelFirings:
     """The same contract, by the C loops of `firings.c` (CPU tensors only)."""
@@ -103,12 +130,13 @@ class KernelFirings:
         n_rows, n_features = self.acts.shape
         n_bins = given.histogram.shape[1]
         q = given.intervals
-        top, samples = _empty(self.n_fired), _empty(self.n_fired)
+        top = _empty(min(self.n_fired, n_features * given.top_k))
+        samples = _empty(min(self.n_fired, n_features * q * given.per_interval))
         counts = torch.zeros(2, dtype=torch.long)
         tensors = [given.exponent, given.histogram, given.top, given.samples, given.feature_ids]
         if not all(t.is_contiguous() and t.dtype == torch.long for t in tensors):
             raise ValueError("thresholds must be contiguous int64 tensors")
-        self.library.firing_select(
+        status = self.library.firing_select(
             _ptr(self.acts),
             n_rows,
             n_features,
@@ -119,13 +147,49 @@ class KernelFirings:
             n_bins.bit_length() - 1,
             n_bins.bit_length() - q.bit_length(),
             q,
+            given.top_k,
+            given.per_interval,
             *(_ptr(t) for t in tensors[1:]),
             *(_ptr(t) for t in (top.row, top.slot, top.key, top.value)),
             *(_ptr(t) for t in (samples.row, samples.slot, samples.key, samples.value)),
             _ptr(counts),
         )
+        if status != 0:
+            raise MemoryError("the feature pass's C kernel could not allocate its tables")
         n_top, n_sampled = counts.tolist()
         return _first(top, n_top), _first(samples, n_sampled)
+
+    def offer(
+        self,
+        table: SlotTable,
+        offered: Candidates,
+        per_feature: int,
+        first_position: int,
+        acts: Tensor,
+        input_ids: Tensor,
+        before: int,
+        after: int,
+    ) -> None:
+        """As `TorchFirings.offer`, by one C loop (the kept entries of a slot end up in
+        other places than torch's; `SlotTable.in_order` sorts them the same)."""
+        parts = (table.key, table.position, table.value, table.acts, table.tokens)
+        if not all(t.is_contiguous() for t in parts):
+            raise ValueError("table tensors must be contiguous")
+        ids = input_ids.to(torch.long).contiguous()
+        self.library.table_offer(
+            len(offered.row),
+            *(_ptr(t) for t in (offered.row, offered.slot, offered.key, offered.value)),
+            first_position,
+            table.capacity,
+            per_feature,
+            *(_ptr(t) for t in parts),
+            _ptr(self.acts),
+            _ptr(ids),
+            self.acts.shape[1],
+            self.length,
+            before,
+            after,
+        )
 
 
 def firings_of(acts: Tensor, length: int) -> TorchFirings | KernelFirings:
@@ -153,3 +217,21 @@ def _first(candidates: Candidates, n: int) -> Candidates:
     return Candidates(
         candidates.row[:n], candidates.slot[:n], candidates.key[:n], candidates.value[:n]
     )
+
+
+def _windows(
+    acts: Tensor, input_ids: Tensor, b: Tensor, t: Tensor, f: Tensor, before: int, after: int
+) -> tuple[Tensor, Tensor]:
+    """Activations of feature f and token ids around (b, t): ([m, W], [m, W]); position 0
+    and positions past the context are padding (activation 0, token -1)."""
+    offsets = torch.arange(-before, after + 1)
+    where = t.unsqueeze(1) + offsets
+    valid = (where >= 1) & (where < acts.shape[1])
+    where = where.clamp(0, acts.shape[1] - 1)
+    row = b.unsqueeze(1) * acts.shape[1] + where  # (index_select: ~3x faster than [] here)
+    picked = acts.view(-1).index_select(0, (row * acts.shape[2] + f.unsqueeze(1)).view(-1))
+    window_acts = torch.where(valid, picked.view_as(where), 0.0) + 0.0  # no -0.0
+    tokens = torch.where(
+        valid, input_ids.reshape(-1).index_select(0, row.view(-1)).view_as(where), -1
+    )
+    return window_acts, tokens

@@ -29,7 +29,8 @@ SWITCH = "CIRCUITSCOPE_KERNELS"
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {
     "firing_totals": (_I, [_P, _I, _I, _I, _P, _P]),
-    "firing_select": (None, [_P, _I, _I, _I, _I, _P, _I, _I, _I, _I] + [_P] * 13),
+    "firing_select": (ctypes.c_int, [_P, _I, _I, _I, _I, _P] + [_I] * 6 + [_P] * 13),
+    "table_offer": (_I, [_I, _P, _P, _P, _P, _I, _I, _I] + [_P] * 7 + [_I] * 4),
 }
 
 

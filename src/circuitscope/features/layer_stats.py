@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuitscope.features.firings import Candidates, Thresholds, firings_of
+from circuitscope.features.firings import Thresholds, firings_of
 from circuitscope.features.ranges import MIN_EXPONENT, bin_of, exponent_of, rebin_counts
 from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.tables import SlotTable
@@ -71,33 +71,13 @@ class LayerStats:
             self.samples.threshold(),
             self.feature_ids,
             settings.intervals,
+            settings.top_k,
+            settings.per_interval,
         )
         top, samples = firings.select(first_position, given)
-        self._offer(self.top, top, 1, first_position, acts, input_ids, settings)
-        self._offer(
-            self.samples, samples, settings.intervals, first_position, acts, input_ids, settings
-        )
-
-    @staticmethod
-    def _offer(
-        table: SlotTable,
-        offered: Candidates,
-        per_feature: int,
-        first_position: int,
-        acts: Tensor,
-        input_ids: Tensor,
-        settings: StatsSettings,
-    ) -> None:
-        """Offer candidates to a table (`per_feature` slots per feature); windows are cut
-        only for the entries it keeps."""
-        length = acts.shape[1]
-
-        def windows(i: Tensor) -> tuple[Tensor, Tensor]:
-            row, feature = offered.row[i], offered.slot[i] // per_feature
-            return _windows(acts, input_ids, row // length, row % length, feature, settings)
-
-        position = first_position + offered.row
-        table.offer(offered.slot, offered.key, position, offered.value, windows)
+        window = (acts, input_ids, settings.before, settings.after)
+        firings.offer(self.top, top, 1, first_position, *window)
+        firings.offer(self.samples, samples, settings.intervals, first_position, *window)
 
     def sample_slots(self, settings: StatsSettings) -> Tensor:
         """[S, c] the slot each kept sample belongs in under the current ranges."""
@@ -128,21 +108,3 @@ class LayerStats:
         other.samples.move(everything, other.sample_slots(settings))
         self.top.absorb(other.top)
         self.samples.absorb(other.samples)
-
-
-def _windows(
-    acts: Tensor, input_ids: Tensor, b: Tensor, t: Tensor, f: Tensor, settings: StatsSettings
-) -> tuple[Tensor, Tensor]:
-    """Activations of feature f and token ids around (b, t): ([m, W], [m, W]); position 0
-    and positions past the context are padding (activation 0, token -1)."""
-    offsets = torch.arange(-settings.before, settings.after + 1)
-    where = t.unsqueeze(1) + offsets
-    valid = (where >= 1) & (where < acts.shape[1])
-    where = where.clamp(0, acts.shape[1] - 1)
-    row = b.unsqueeze(1) * acts.shape[1] + where  # (index_select: ~3x faster than [] here)
-    picked = acts.view(-1).index_select(0, (row * acts.shape[2] + f.unsqueeze(1)).view(-1))
-    window_acts = torch.where(valid, picked.view_as(where), 0.0) + 0.0  # no -0.0
-    tokens = torch.where(
-        valid, input_ids.reshape(-1).index_select(0, row.view(-1)).view_as(where), -1
-    )
-    return window_acts, tokens
