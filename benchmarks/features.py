@@ -1,7 +1,7 @@
 """Tokens per second of the feature-card pass against the model's forward pass alone.
 
-    .venv/bin/python benchmarks/features.py                 # SmolLM2-135M, 30 x 1024 PLT and CLT
-    .venv/bin/python benchmarks/features.py --tokens 8192 --n-features 4096
+    .venv/bin/python benchmarks/features.py   # SmolLM2-135M, 30 x 1024 PLT and CLT, 65,536 tokens
+    .venv/bin/python benchmarks/features.py --tokens 16384 --repeats 2 --n-features 4096
 
 Both run on the same packed contexts of the default corpus. "forward" is
 `adapter.run(ids, unembed=False)`: the model up to its final norm, which is what
@@ -135,12 +135,16 @@ def input_token_seconds(loaded, transcoder, stats, k: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Feature-card pass vs forward-only tokens/s.")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument(
+        "--tokens", type=int, default=65536, help="corpus tokens (the `features` command's default)"
+    )
     parser.add_argument("--context-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--n-features", type=int, default=1024)
     parser.add_argument("--l0", type=float, default=50.0)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timings per backend; the best is kept"
+    )
     parser.add_argument("--kinds", nargs="+", default=["plt", "clt"])
     parser.add_argument("--machine", default="cpu-2core-shared")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
