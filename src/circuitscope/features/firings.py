@@ -36,6 +36,17 @@ class Candidates:
 
 
 @dataclass
+class Batch:
+    """The batch that entries are cut from: their windows and global positions."""
+
+    acts: Tensor  # [B, T, F] float32: the activations of every covered feature
+    input_ids: Tensor  # [B, T]
+    first_position: int  # the global position of token 0 of context 0
+    before: int  # tokens of a window before its peak
+    after: int  # and after
+
+
+@dataclass
 class Thresholds:
     """What a layer's update needs to pick candidates and fill its histogram."""
 
@@ -88,26 +99,17 @@ class TorchFirings:
             Candidates(self.row[sampled], slot[sampled], skey[sampled], value[sampled]),
         )
 
-    def offer(
-        self,
-        table: SlotTable,
-        offered: Candidates,
-        per_feature: int,
-        first_position: int,
-        acts: Tensor,
-        input_ids: Tensor,
-        before: int,
-        after: int,
-    ) -> None:
-        """Offer candidates to a table (`per_feature` slots per feature), in place;
-        acts: [B, T, F], input_ids: [B, T]. Windows are cut only for entries it keeps."""
-        length = acts.shape[1]
+    def offer(self, table: SlotTable, offered: Candidates, per_feature: int, batch: Batch) -> None:
+        """Offer candidates to a table (`per_feature` slots per feature), in place.
+        Windows are cut only for the entries it keeps."""
+        length = batch.acts.shape[1]
 
         def windows(i: Tensor) -> tuple[Tensor, Tensor]:
             row, feature = offered.row[i], offered.slot[i] // per_feature
-            return _windows(acts, input_ids, row // length, row % length, feature, before, after)
+            b, t = row // length, row % length
+            return _windows(batch.acts, batch.input_ids, b, t, feature, batch.before, batch.after)
 
-        position = first_position + offered.row
+        position = batch.first_position + offered.row
         table.offer(offered.slot, offered.key, position, offered.value, windows)
 
 
@@ -159,27 +161,17 @@ class KernelFirings:
         n_top, n_sampled = counts.tolist()
         return _first(top, n_top), _first(samples, n_sampled)
 
-    def offer(
-        self,
-        table: SlotTable,
-        offered: Candidates,
-        per_feature: int,
-        first_position: int,
-        acts: Tensor,
-        input_ids: Tensor,
-        before: int,
-        after: int,
-    ) -> None:
+    def offer(self, table: SlotTable, offered: Candidates, per_feature: int, batch: Batch) -> None:
         """As `TorchFirings.offer`, by one C loop (the kept entries of a slot end up in
         other places than torch's; `SlotTable.in_order` sorts them the same)."""
         parts = (table.key, table.position, table.value, table.acts, table.tokens)
         if not all(t.is_contiguous() for t in parts):
             raise ValueError("table tensors must be contiguous")
-        ids = input_ids.to(torch.long).contiguous()
+        ids = batch.input_ids.to(torch.long).contiguous()
         self.library.table_offer(
             len(offered.row),
             *(_ptr(t) for t in (offered.row, offered.slot, offered.key, offered.value)),
-            first_position,
+            batch.first_position,
             table.capacity,
             per_feature,
             *(_ptr(t) for t in parts),
@@ -187,8 +179,8 @@ class KernelFirings:
             _ptr(ids),
             self.acts.shape[1],
             self.length,
-            before,
-            after,
+            batch.before,
+            batch.after,
         )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuitscope.features.firings import Thresholds, firings_of
+from circuitscope.features.firings import Batch, Thresholds, firings_of
 from circuitscope.features.ranges import MIN_EXPONENT, bin_of, exponent_of, rebin_counts
 from circuitscope.features.stats_settings import StatsSettings
 from circuitscope.features.tables import SlotTable
@@ -75,9 +75,9 @@ class LayerStats:
             settings.per_interval,
         )
         top, samples = firings.select(first_position, given)
-        window = (acts, input_ids, settings.before, settings.after)
-        firings.offer(self.top, top, 1, first_position, *window)
-        firings.offer(self.samples, samples, settings.intervals, first_position, *window)
+        batch = Batch(acts, input_ids, first_position, settings.before, settings.after)
+        firings.offer(self.top, top, 1, batch)
+        firings.offer(self.samples, samples, settings.intervals, batch)
 
     def sample_slots(self, settings: StatsSettings) -> Tensor:
         """[S, c] the slot each kept sample belongs in under the current ranges."""
