@@ -92,3 +92,15 @@ def test_sources_late_in_the_prompt_run_on_the_suffix(monkeypatch: pytest.Monkey
     torch.testing.assert_close(
         columns, reference, rtol=0, atol=1e-13 * float(reference.abs().max())
     )
+
+
+def test_targets_all_before_the_sources_get_no_edges_and_no_pass(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    rep, injections = _replacement("llama", VARIANTS[0])
+    early = [i for i in injections if i.position < rep.seq_len - 1]
+    late = torch.nonzero(rep.features.position == rep.seq_len - 1).flatten()
+    assert early and len(late)
+    monkeypatch.setattr(rep.adapter, "run", lambda *a, **k: pytest.fail("no pass needed"))
+    columns = source_columns(rep, late, early, batch_size=8)
+    assert columns.shape == (len(early), len(late)) and (columns == 0).all()

@@ -61,9 +61,11 @@ def _columns(rep: LocalReplacement, sources: Tensor, injections: list[Injection]
     """[r, len(sources)] by one forward pass with one source per batch row."""
     first = int(rep.features.position[sources].min())
     targets = _Targets.after(injections, first)
+    out = torch.zeros(len(injections), len(sources), dtype=rep.dtype)
+    if len(targets.rows) == 0:  # every target precedes every source: no edges
+        return out
     base = _linear_run(rep, first, None, 1, targets)  # the bias terms alone: [1, n]
     edges = _linear_run(rep, first, _writes(rep, sources), len(sources), targets)  # [B, n]
-    out = torch.zeros(len(injections), len(sources), dtype=rep.dtype)
     out[targets.rows] = (edges - base).T.cpu()
     return out
 

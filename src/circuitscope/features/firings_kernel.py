@@ -36,7 +36,7 @@ _SIGNATURES = {
 
 @cache
 def library() -> ctypes.CDLL | None:
-    """The loaded kernel, or None (switched off, no compiler, or the build failed)."""
+    """The loaded kernel, or None (switched off, no compiler, or the build or load failed)."""
     if os.environ.get(SWITCH, "1") == "0":
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
@@ -44,24 +44,29 @@ def library() -> ctypes.CDLL | None:
         return None
     source = resources.files("circuitscope.features").joinpath("firings.c").read_bytes()
     try:
-        path = _built(source, compiler)
+        loaded = ctypes.CDLL(str(_built(source, compiler)))
     except (OSError, subprocess.CalledProcessError) as error:
         warnings.warn(
-            f"could not build the feature pass's C kernel ({error}); using torch", stacklevel=2
+            f"could not build or load the feature pass's C kernel ({error}); using torch",
+            stacklevel=2,
         )
         return None
-    loaded = ctypes.CDLL(str(path))
     for name, (result, arguments) in _SIGNATURES.items():
         function = getattr(loaded, name)
         function.restype, function.argtypes = result, arguments
     return loaded
 
 
+def cached_path(source: bytes, compiler: str) -> Path:
+    """Where the library built from `source` by `compiler` is cached."""
+    digest = hashlib.sha256(source + " ".join([compiler, *FLAGS]).encode()).hexdigest()[:16]
+    return cache_root() / "kernels" / f"firings-{digest}.so"
+
+
 def _built(source: bytes, compiler: str) -> Path:
     """The cached shared library of `source`, compiled first if missing."""
-    digest = hashlib.sha256(source + " ".join([compiler, *FLAGS]).encode()).hexdigest()[:16]
-    folder = cache_root() / "kernels"
-    target = folder / f"firings-{digest}.so"
+    target = cached_path(source, compiler)
+    folder = target.parent
     if target.is_file():
         return target
     folder.mkdir(parents=True, exist_ok=True)
