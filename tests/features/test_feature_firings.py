@@ -138,3 +138,50 @@ def test_a_corrupt_cached_library_falls_back_with_a_warning(
             assert firings_kernel.library() is None
     finally:
         firings_kernel.library.cache_clear()
+
+
+def _filled(table) -> list[tuple]:  # noqa: ANN001
+    kept = table.position >= 0
+    return [
+        table.key[kept].tolist(),
+        table.position[kept].tolist(),
+        table.value[kept].tolist(),
+        table.acts[kept].tolist(),
+        table.tokens[kept].tolist(),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["clt", "plt"])
+def test_a_pass_by_the_kernel_keeps_what_the_torch_pass_keeps(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stats_fixtures import tiny_setup
+
+    from circuitscope.features.stats_settings import StatsSettings
+    from circuitscope.features.stream import collect_stats
+
+    _kernel()
+    tiny = tiny_setup(kind, n_contexts=20, length=24)
+    settings = StatsSettings(top_k=3, intervals=4, per_interval=2, histogram_bins=16, before=4)
+    features = {layer: torch.arange(24) for layer in range(tiny.adapter.n_layers)}
+    passes = []
+    for backend in ("kernel", "torch"):
+        if backend == "torch":
+            monkeypatch.setattr(firings_kernel, "library", lambda: None)
+        batches = tiny.batches(3)
+        passes.append(
+            collect_stats(
+                tiny.adapter, tiny.transcoder, batches, 20, features, settings, progress=False
+            )
+        )
+    kernel, reference = passes
+    entries = 0
+    for layer, ours in kernel.layers.items():
+        theirs = reference.layers[layer]
+        assert torch.equal(ours.count, theirs.count)
+        assert torch.equal(ours.histogram, theirs.histogram)
+        assert torch.equal(ours.exponent, theirs.exponent)
+        for a, b in ((ours.top, theirs.top), (ours.samples, theirs.samples)):
+            assert _filled(a) == _filled(b)
+            entries += len(_filled(a)[0])
+    assert entries > 500
