@@ -196,8 +196,9 @@ def sparse_decode(values: Tensor, indices: Tensor, decoder: Tensor) -> Tensor:
 def training_forward(
     transcoder: Transcoder, mlp_in: Tensor, sparse: bool = True
 ) -> TrainingForward:
-    """mlp_in: [batch, n_layers, d_model] (no skip connections).
+    """mlp_in: [batch, n_layers, d_model] (the transcoder's input site).
 
+    A transcoder with a skip connection adds each layer's x_l @ W_skip,l to its own layer.
     sparse: TopK layers take the sparse path (same values; False: dense, as the module).
     """
     config = transcoder.config
@@ -229,7 +230,19 @@ def training_forward(
     biases = torch.stack([transcoder.layer(layer).b_dec for layer in range(n_layers)])
     starts = tuple(config.output_layers(layer).start for layer in range(n_layers))
     stacked = sum_layer_outputs(flats, starts, n_layers) + biases
+    if config.skip_connection:
+        stacked = stacked + skip_terms(transcoder, mlp_in)
     return TrainingForward(pre_list, act_list, stacked, top_list)
+
+
+def skip_terms(transcoder: Transcoder, mlp_in: Tensor) -> Tensor:
+    """mlp_in: [batch, n_layers, d_model] -> [batch, n_layers, d_model], x_l @ W_skip,l."""
+    terms = []
+    for layer in range(mlp_in.shape[1]):
+        weight = transcoder.layer(layer).W_skip
+        assert weight is not None
+        terms.append(mlp_in[:, layer].to(weight.dtype) @ weight)
+    return torch.stack(terms, dim=1)
 
 
 AUX_DENSE_RATIO = 16

@@ -34,6 +34,7 @@ def training_config(
         model_id=model_id,
         architecture=architecture,
         input_site=templates[input_site],
+        skip_connection=settings.skip_connection,
     )
 
 
@@ -44,7 +45,8 @@ def init_transcoder(
     """Seeded weights for normalised activations (mean norm √d_model).
 
     W_enc ~ U(±1/√d), W_dec ~ U(±1/√(n_layers·d)), b_enc = 0, θ = threshold_init,
-    b_dec[l] = the mean of layer l's normalised target (output_means: [n_layers, d]).
+    b_dec[l] = the mean of layer l's normalised target (output_means: [n_layers, d]),
+    W_skip = 0 (the run starts as the skip-free transcoder of the same seed).
     """
     generator = torch.Generator().manual_seed(settings.seed)
     transcoder = Transcoder(config)
@@ -56,6 +58,8 @@ def init_transcoder(
         block.W_enc.copy_((torch.rand(block.W_enc.shape, generator=generator) * 2 - 1) * enc_bound)
         block.W_dec.copy_((torch.rand(block.W_dec.shape, generator=generator) * 2 - 1) * dec_bound)
         block.b_enc.zero_()
+        if block.W_skip is not None:
+            block.W_skip.zero_()
         block.b_dec.copy_(output_means[layer].to(block.b_dec.dtype))
         threshold = getattr(block.activation, "threshold", None)
         if threshold is not None:

@@ -20,6 +20,10 @@ class TrainSettings:
     """The activation function (the tanh sparsity penalty applies to jumprelu and relu)."""
     k: int = 16
     """Active features per token and layer for topk and batchtopk."""
+    skip_connection: bool = False
+    """Also learn a linear skip term per layer, ŷ_l += x_l W_skip,l (d_model × d_model,
+    starting at 0; a "skip transcoder", Paulo et al. 2025): the MLP's linear part is then
+    carried by W_skip instead of by features or error nodes."""
     steps: int = 600
     """Optimizer steps."""
     batch_size: int = 512
@@ -93,10 +97,11 @@ RESUME_KEYS = (
     "group_shards",
     "aux_k",
     "aux_coefficient",
+    "skip_connection",
 )
 """Settings that must match a checkpoint for `--resume` to continue the same run, and
 `dead_after_tokens` when aux_k > 0 (it then chooses the features AuxK trains)."""
 
-ADDED_SETTINGS = ("aux_k", "aux_coefficient")
+ADDED_SETTINGS = ("aux_k", "aux_coefficient", "skip_connection")
 """Settings newer than some checkpoints: one a checkpoint does not record had its default
-(AuxK off), so a resume compares against that."""
+(AuxK off, no skip term), so a resume compares against that."""
