@@ -144,7 +144,7 @@ def prepare(spec: dict[str, Any]) -> dict[str, Any]:
         "transcoders": made,
         "prompts": [prompt_of_length(loaded.tokenizer, n) for n in spec["lengths"]],
         "model_folder": str(Path(loaded.model.config._name_or_path)),
-        "bos_token_id": int(loaded.tokenizer.bos_token_id),
+        "bos_token_id": loaded.tokenizer.bos_token_id,
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,

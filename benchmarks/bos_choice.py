@@ -33,7 +33,7 @@ def distributions(loaded, prompt: str, sink: int | None) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--machine", default=platform.node() or "cpu")
     args = parser.parse_args()
     loaded = load_model("smollm2-135m")
@@ -45,6 +45,7 @@ def main() -> None:
         rows["none"]["p_expected"].append(float(plain[expected]))
         for name in CANDIDATES:
             sink = loaded.tokenizer.convert_tokens_to_ids(name)
+            assert isinstance(sink, int), name  # one token, one id
             p = distributions(loaded, item["prompt"], sink)
             kl = float((plain * (plain.clamp_min(1e-30).log() - p.clamp_min(1e-30).log())).sum())
             rows[name]["kl"].append(kl)

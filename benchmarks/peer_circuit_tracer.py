@@ -90,7 +90,7 @@ def main() -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", required=True, help="local HF model folder")
     parser.add_argument("--transcoder", required=True, help="circuit-tracer transcoder folder")
     parser.add_argument("--ids", required=True, help="comma-separated token ids, BOS included")
@@ -147,10 +147,10 @@ def load_model(folder: Path, device: str, check_ids: list[int] | None):
 
     Returns (model, max |TL logits − HF logits| on check_ids, or None).
     """
-    from circuit_tracer.replacement_model.replacement_model_transformerlens import (
+    from circuit_tracer.replacement_model.replacement_model_transformerlens import (  # pyright: ignore[reportMissingImports]
         TransformerLensReplacementModel,
     )
-    from transformer_lens import loading_from_pretrained as loading
+    from transformer_lens import loading_from_pretrained as loading  # pyright: ignore[reportMissingImports]
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
@@ -184,7 +184,7 @@ def load_model(folder: Path, device: str, check_ids: list[int] | None):
     if check_ids is not None:
         tokens = torch.tensor([check_ids], device=device)
         with torch.no_grad():
-            hf_logits = hf_model.to(device)(tokens).logits
+            hf_logits = hf_model.to(device)(tokens).logits  # pyright: ignore[reportArgumentType]
             tl_logits = model(tokens)
         diff = float((hf_logits - tl_logits).abs().max())
     del hf_model, state_dict
@@ -208,13 +208,13 @@ def load_transcoders(folder: Path, device: str):
         "lazy_decoder": True,
     }
     if config["model_kind"] == "transcoder_set":
-        from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
+        from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set  # pyright: ignore[reportMissingImports]
 
         n_layers = len(list(folder.glob("layer_*.safetensors")))
         paths = {i: str(folder / f"layer_{i}.safetensors") for i in range(n_layers)}
         return load_transcoder_set(paths, **common)
     if config["model_kind"] == "cross_layer_transcoder":
-        from circuit_tracer.transcoder.cross_layer_transcoder import load_clt
+        from circuit_tracer.transcoder.cross_layer_transcoder import load_clt  # pyright: ignore[reportMissingImports]
 
         return load_clt(str(folder), **common)
     raise SystemExit(f"{folder}/config.yaml: unknown model_kind {config['model_kind']!r}")
@@ -241,7 +241,7 @@ def heap_policy(pass_bytes: int) -> str:
 
 
 def run_attribution(model, ids: list[int], args: argparse.Namespace):
-    from circuit_tracer import attribute
+    from circuit_tracer import attribute  # pyright: ignore[reportMissingImports]
 
     tokens = torch.tensor(ids, device=model.cfg.device)
     assert model.ensure_tokenized(tokens).tolist() == ids, "circuit-tracer changed the ids"

@@ -142,8 +142,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    import sparsify
-    from sparsify import SaeConfig, TrainConfig, Trainer
+    import sparsify  # pyright: ignore[reportMissingImports]
+    from sparsify import SaeConfig, TrainConfig, Trainer  # pyright: ignore[reportMissingImports]
 
     reader = RowReader(data_files(args.data))
     steps = args.steps or reader.n_rows // args.batch_tokens

@@ -171,7 +171,7 @@ def main() -> None:
         "k": args.k,
     }
     settings = replace(settings, **{k: v for k, v in sizes.items() if v is not None})
-    rows = [
+    rows: list[tuple[str, str, float, float | None]] = [
         (
             "collect",
             f"{name}, {batch} x {context} tokens, {args.model_dtype}, {args.device}",

@@ -32,7 +32,7 @@ CLI = [sys.executable, "-m", "circuitscope"]
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("run", help="a run folder of `circuitscope train`")
     parser.add_argument("--steps", type=int, nargs="+", required=True)
     parser.add_argument("--tokens", type=int, default=8192, help="held-out tokens for eval")

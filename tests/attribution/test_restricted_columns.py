@@ -297,3 +297,38 @@ def test_exploring_that_ends_within_a_pick_keeps_the_unrestricted_schedule(monke
     assert [graph.node_key(i) for i in range(graph.n_nodes)] == [
         full.node_key(i) for i in range(full.n_nodes)
     ]
+
+
+def test_the_trace_summary_says_how_many_columns_their_bound_added(monkeypatch, capsys):
+    from circuitscope.attribution import visit
+    from circuitscope.attribution.target_choice import TargetChoice
+    from circuitscope.attribution.trace import trace
+    from circuitscope.commands.attribution_commands import print_summary
+
+    rep, targets = _replacement_and_targets("clt")
+    budget = 48
+    monkeypatch.setattr(visit, "SPARE_SHARE", 1)  # every column past the budget is spare
+    limits = AttributionLimits(
+        max_feature_nodes=budget,
+        batch_size=8,
+        update_interval=1,
+        row_buffer_mb=_room_for(rep, targets, budget, 256),
+    )
+    result = trace(
+        rep.adapter,
+        tiny_tokenizer(),
+        rep.transcoder,
+        PROMPT,
+        targets=TargetChoice(max_n_logits=3),
+        limits=limits,
+    )
+    selection = result.info.selection
+    assert selection["kept_columns"] == budget and 100 < selection["promoted_columns"] < 256
+    print_summary(result)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("columns"))
+    assert line.split(None, 1)[1] == (
+        f"restricted to {budget} features after {selection['exploration_rows']} rows "
+        "(--row-buffer-mb), "
+        f"{selection['promoted_columns']} added later by their bound; "
+        "selection provably as without it"
+    )
