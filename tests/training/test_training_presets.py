@@ -18,9 +18,13 @@ from circuitscope.training.presets import preset_values
 # The recipes as docs/training.md states them ("Presets").
 DOCUMENTED = {
     ("demo", "cpu"): dict(kind="plt", n_features=2048, activation="topk", k=16, steps=500),
-    ("quality", "cpu"): dict(kind="plt", n_features=4096, activation="topk", k=32, steps=3000),
+    ("quality", "cpu"): dict(
+        kind="plt", n_features=4096, activation="topk", k=32, steps=3000, skip_connection=True
+    ),
     ("demo", "cuda"): dict(kind="plt", n_features=8192, activation="topk", k=16, steps=2000),
-    ("quality", "cuda"): dict(kind="plt", n_features=16384, activation="topk", k=32, steps=12000),
+    ("quality", "cuda"): dict(
+        kind="plt", n_features=16384, activation="topk", k=32, steps=12000, skip_connection=True
+    ),
 }
 
 
@@ -29,6 +33,7 @@ def test_presets_resolve_to_the_documented_settings(name: str, device: str):
     config = with_preset(TrainConfig(source="m", out="o", preset=name, device=device))  # type: ignore[arg-type]
     for key, value in DOCUMENTED[name, device].items():
         assert getattr(config, key) == value, key
+    assert config.skip_connection == (name == "quality")  # the demo keeps no skip term
     batch = 1024 if device == "cpu" else 4096
     assert config.batch_size == batch and config.model_dtype == "bfloat16"
     tokens = config.steps * config.batch_size
