@@ -17,7 +17,7 @@ from typing import Literal
 import pytest
 import torch
 from ddp_runs import run_one_and_two
-from training_fixtures import tiny_store_fixture, transcoder_weights  # noqa: F401
+from training_fixtures import TOPK_PLT_RUN, tiny_store_fixture, transcoder_weights  # noqa: F401
 
 from circuitscope.cli import build_parser, main
 from circuitscope.cli_args import config_from_namespace, read_settings_file
@@ -265,12 +265,7 @@ def test_nothing_dead_gives_zero_and_the_same_step():
 
 
 FAST = dict(
-    kind="plt",
-    activation="topk",
-    k=4,
-    n_features=64,
-    batch_size=256,
-    autocast="off",
+    **TOPK_PLT_RUN,
     dead_after_tokens=512,
     log_every=2,
     checkpoint_every=0,

@@ -15,7 +15,7 @@ from typing import Literal
 
 import pytest
 import torch
-from training_fixtures import tiny_store_fixture, transcoder_weights  # noqa: F401
+from training_fixtures import TOPK_PLT_RUN, tiny_store_fixture, transcoder_weights  # noqa: F401
 
 from circuitscope.cli import build_parser, main
 from circuitscope.cli_args import config_from_namespace
@@ -111,13 +111,8 @@ def test_w_skip_starts_at_zero_and_the_settings_reach_the_config():
 
 
 FAST = dict(
-    kind="plt",
-    activation="topk",
-    k=4,
-    n_features=64,
-    batch_size=256,
+    **TOPK_PLT_RUN,
     lr=2e-3,
-    autocast="off",
     log_every=50,
     checkpoint_every=0,
 )

@@ -22,6 +22,12 @@ def tiny_documents(n: int = 300, seed: int = 0) -> list[str]:
     return _tiny_documents(n, seed)
 
 
+TOPK_PLT_RUN = dict(
+    kind="plt", activation="topk", k=4, n_features=64, batch_size=256, autocast="off"
+)
+"""`TrainSettings` of a short TopK PLT run on the tiny store (fp32, so runs compare exactly)."""
+
+
 @pytest.fixture(scope="session", name="tiny_store")
 def tiny_store_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 12,000-token store of the tiny llama model, in 1,024-token shards."""
