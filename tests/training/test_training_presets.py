@@ -19,7 +19,7 @@ from circuitscope.training.presets import preset_values
 DOCUMENTED = {
     ("demo", "cpu"): dict(kind="plt", n_features=2048, activation="topk", k=16, steps=500),
     ("quality", "cpu"): dict(
-        kind="plt", n_features=4096, activation="topk", k=32, steps=3000, skip_connection=True
+        kind="plt", n_features=4096, activation="topk", k=32, steps=2800, skip_connection=True
     ),
     ("demo", "cuda"): dict(kind="plt", n_features=8192, activation="topk", k=16, steps=2000),
     ("quality", "cuda"): dict(
@@ -37,14 +37,20 @@ def test_presets_resolve_to_the_documented_settings(name: str, device: str):
     batch = 1024 if device == "cpu" else 4096
     assert config.batch_size == batch and config.model_dtype == "bfloat16"
     tokens = config.steps * config.batch_size
-    assert tokens == {"demo": 512_000, "quality": 3_072_000}[name] * (16 if device == "cuda" else 1)
+    documented_tokens = {
+        ("demo", "cpu"): 512_000,
+        ("quality", "cpu"): 2_867_200,
+        ("demo", "cuda"): 8_192_000,
+        ("quality", "cuda"): 49_152_000,
+    }
+    assert tokens == documented_tokens[name, device]
 
 
 def test_options_given_win_over_the_preset():
     config = TrainConfig(source="m", out="o", preset="quality", n_features=512, lr=3e-4)
     resolved = with_preset(config)
     assert resolved.n_features == 512 and resolved.lr == 3e-4  # given
-    assert resolved.k == 32 and resolved.steps == 3000  # from the preset
+    assert resolved.k == 32 and resolved.steps == 2800  # from the preset
     assert with_preset(TrainConfig(source="m", out="o")) == TrainConfig(source="m", out="o")
 
 

@@ -31,13 +31,13 @@ _CPU: dict[str, dict[str, Any]] = {
         "activation": "topk",
         "k": 32,
         "batch_size": 1024,
-        "steps": 3000,
+        "steps": 2800,
         "model_dtype": "bfloat16",
         "checkpoint_every": 250,
         "skip_connection": True,
     },
 }
-"""About 22 minutes (demo, 512k tokens) and 2 hours (quality, 3.1M tokens) on 2 CPU
+"""About 22 minutes (demo, 512k tokens) and under 2 hours (quality, 2.9M tokens) on 2 CPU
 cores, recording from the model in bf16 on one core while the other trains. The demo
 trains its dead features with AuxK (measured: dead 45% -> 20%, normalized MSE and
 spliced top-1 a little better, for 22% more CPU time; docs/training.md). The quality
