@@ -10,11 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from circuitscope import __version__
 from circuitscope.allocator import return_freed_memory
-from circuitscope.cli_args import add_config_arguments, config_from_namespace, read_settings_file
-from circuitscope.commands import all_commands
+from circuitscope.cli_args import (
+    add_config_arguments,
+    config_from_namespace,
+    given_options,
+    read_settings_file,
+)
+from circuitscope.commands import Command, all_commands
 from circuitscope.errors import CircuitscopeError
 
 EXIT_USER_ERROR = 2
@@ -43,6 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_config(command: Command, args: argparse.Namespace) -> Any:
+    """The config of `command`: the options given on the command line, then those in the
+    `--config` file, then (where the command resolves them, as `train` a preset's) values
+    that depend on what was given, then the defaults."""
+    settings = args._settings_file
+    file_values = read_settings_file(command.config, settings) if settings else {}
+    config = config_from_namespace(command.config, args, file_values)
+    if command.resolve is None:
+        return config
+    return command.resolve(config, given_options(args) | set(file_values))
+
+
+def parse_command(argv: Sequence[str]) -> tuple[Command, Any]:
+    """The subcommand that `argv` names, and its config (as `main` would run it)."""
+    args = build_parser().parse_args(argv)
+    command = args._command
+    return command, command_config(command, args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -52,10 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     return_freed_memory()
     try:
-        settings = args._settings_file
-        file_values = read_settings_file(command.config, settings) if settings else None
-        config = config_from_namespace(command.config, args, file_values)
-        return command.run(config) or 0
+        return command.run(command_config(command, args)) or 0
     except CircuitscopeError as error:
         print(f"circuitscope {command.name}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -25,6 +25,35 @@ def positional(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
+GIVEN = "_given_options"
+"""The namespace attribute that lists the options given on the command line."""
+
+
+def _mark_given(namespace: argparse.Namespace, dest: str) -> None:
+    setattr(namespace, GIVEN, getattr(namespace, GIVEN, frozenset()) | {dest})
+
+
+class _Store(argparse.Action):
+    """Store the value, and note that the option was given (even at its default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        _mark_given(namespace, self.dest)
+
+
+class _Switch(argparse.BooleanOptionalAction):
+    """`--flag` / `--no-flag`, noting that the option was given."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _mark_given(namespace, self.dest)
+
+
+def given_options(namespace: argparse.Namespace) -> frozenset[str]:
+    """The options given on the command line (by field name), whatever their values."""
+    return getattr(namespace, GIVEN, frozenset())
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one argument per field of dataclass `cls` to `parser`."""
     hints = get_type_hints(cls)
@@ -54,14 +83,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if "short" in f.metadata:
             flags.insert(0, f.metadata["short"])
         if kind is bool:
-            parser.add_argument(
-                *flags, action=argparse.BooleanOptionalAction, default=default, **kwargs
-            )
+            parser.add_argument(*flags, action=_Switch, default=default, **kwargs)
         else:
             if many:
                 kwargs["nargs"] = "*"
             parser.add_argument(
-                *flags, type=kind, default=default, required=not has_default, **kwargs
+                *flags,
+                action=_Store,
+                type=kind,
+                default=default,
+                required=not has_default,
+                **kwargs,
             )
 
 
@@ -69,11 +101,17 @@ def config_from_namespace(
     cls: type[C], namespace: argparse.Namespace, file_values: dict[str, Any] | None = None
 ) -> C:
     """Instantiate dataclass `cls` from the parsed arguments; `file_values` (a settings
-    file, see `read_settings_file`) fill the options left at their defaults."""
+    file, see `read_settings_file`) fill the options not given on the command line."""
     assert dataclasses.is_dataclass(cls)
-    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    values = {f.name: getattr(namespace, f.name) for f in fields}
+    # a positional absent from the command line is stored at its default by argparse
+    positionals = {
+        f.name for f in fields if f.metadata.get("positional") and values[f.name] != _default_of(f)
+    }
+    given = given_options(namespace) | positionals
     for name, value in (file_values or {}).items():
-        if values[name] == _default_of(_field(cls, name)):
+        if name not in given:
             values[name] = value
     return cls(**values)
 
@@ -132,10 +170,6 @@ def _converted(annotation: Any, value: Any, where: str) -> Any:
     if choices and result not in choices:
         raise CircuitscopeError(f"{where}: {result!r} is not one of {choices}")
     return result
-
-
-def _field(cls: type, name: str) -> dataclasses.Field:
-    return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
 def _default_of(f: dataclasses.Field) -> Any:

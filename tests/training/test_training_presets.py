@@ -11,7 +11,7 @@ import pytest
 import torch
 from training_fixtures import model_and_corpus_folders, transcoder_weights
 
-from circuitscope.cli import main
+from circuitscope.cli import main, parse_command
 from circuitscope.commands.training_commands import TrainConfig, with_preset
 from circuitscope.training.presets import preset_values
 
@@ -93,3 +93,26 @@ def test_a_preset_run_resumes_exactly(tmp_path: Path):
     for key in ("elapsed_s", "cpu_s"):
         times = [r[key] for r in log]
         assert times == sorted(times) and times[-1] > 0, key
+
+
+def test_an_option_given_at_its_default_still_wins_over_the_preset():
+    """`--no-skip-connection` and `--aux-k 0` switch off what a preset turns on, though
+    they equal the options' defaults (they used to be taken as not given)."""
+    _, quality = parse_command(["train", "m", "o", "--preset", "quality", "--no-skip-connection"])
+    assert quality.skip_connection is False and quality.steps == 2800
+    _, demo = parse_command(["train", "m", "o", "--preset", "demo", "--aux-k", "0"])
+    assert demo.aux_k == 0 and demo.n_features == 2048
+    _, untouched = parse_command(["train", "m", "o", "--preset", "quality"])
+    assert untouched.skip_connection is True
+
+
+def test_a_settings_file_wins_over_the_preset_and_the_command_line_over_both(tmp_path: Path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("k: 8\nsteps: 40\nskip_connection: false\n")
+    argv = ["train", "m", "o", "--preset", "quality", "--config", str(settings)]
+    _, from_file = parse_command(argv)
+    assert (from_file.k, from_file.steps, from_file.skip_connection) == (8, 40, False)
+    assert from_file.n_features == 4096  # not in the file: the preset's
+    # --k 16 is k's default: given on the command line, it still wins over the file's 8
+    _, given = parse_command([*argv, "--steps", "1000", "--k", "16"])
+    assert (given.k, given.steps) == (16, 1000)

@@ -16,6 +16,9 @@ class Command:
     name: str
     config: type
     run: Callable[[Any], int | None]
+    resolve: Callable[[Any, frozenset[str]], Any] | None = None
+    """Settings that depend on which options were given (a training preset fills the
+    others): (config, the names of the options given) -> the config to run."""
 
 
 def all_commands() -> list[Command]:

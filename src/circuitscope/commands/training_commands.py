@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -151,8 +152,8 @@ class TrainConfig(TrainSettings, BosOption, InputSiteOption, CorpusOptions):
     """Show a progress bar."""
     preset: Literal["none", "demo", "quality"] = "none"
     """A tested recipe (docs/training.md): demo (about 20 minutes on 2 CPU cores) or quality
-    (about 2 hours); options left at their defaults take the preset's values. On CUDA the
-    presets are wider and see more tokens."""
+    (under 2 hours); the options not given (on the command line or in a --config file) take
+    the preset's values. On CUDA the presets are wider and see more tokens."""
     model_dtype: Literal["float32", "bfloat16"] = "float32"
     """When training from a model: the dtype it runs in (bfloat16 records about 2x faster
     on a CPU with native bf16)."""
@@ -177,8 +178,10 @@ def _resumed(config: TrainConfig) -> TrainConfig:
     )
 
 
-def with_preset(config: TrainConfig) -> TrainConfig:
-    """`config` with its preset's values in the options left at their defaults."""
+def with_preset(config: TrainConfig, given: Collection[str] | None = None) -> TrainConfig:
+    """`config` with its preset's values in the options not `given` (by field name; the
+    command line and a `--config` file give them). Without `given`, an option counts as
+    given when it differs from its default."""
     if config.preset == "none":
         return config
     from circuitscope.training.presets import preset_values
@@ -190,11 +193,9 @@ def with_preset(config: TrainConfig) -> TrainConfig:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     defaults = TrainConfig(source=config.source)
     values = preset_values(config.preset, device.split(":")[0])
-    kept = {
-        name: value
-        for name, value in values.items()
-        if getattr(config, name) == getattr(defaults, name)
-    }
+    if given is None:
+        given = [name for name in values if getattr(config, name) != getattr(defaults, name)]
+    kept = {name: value for name, value in values.items() if name not in given}
     return dataclasses.replace(config, **kept)
 
 
@@ -204,9 +205,10 @@ def train_command(config: TrainConfig) -> int:
     from circuitscope.training.trainer import train
 
     reuse_freed_memory()  # not the CLI's return-at-once policy: steps reuse the same blocks
-    # a run resumed from its folder was saved with its preset already resolved
-    resumed = config.resume and not config.out
-    config = _resumed(config) if resumed else with_preset(config)
+    # `config`'s preset is resolved (`with_preset`, which the CLI applies); a run resumed
+    # from its folder was saved with its preset already resolved
+    if config.resume and not config.out:
+        config = _resumed(config)
     if not config.out:
         raise CircuitscopeError("give SOURCE and OUT (or OUT --resume to continue a run)")
     settings = TrainSettings(
@@ -363,6 +365,6 @@ def eval_command(config: EvalConfig) -> int:
 
 COMMANDS = [
     Command("collect", CollectConfig, collect_command),
-    Command("train", TrainConfig, train_command),
+    Command("train", TrainConfig, train_command, resolve=with_preset),
     Command("eval", EvalConfig, eval_command),
 ]

@@ -31,7 +31,7 @@ def finished(run: Path) -> bool:
 
 def demo_transcoder(run: Path, model: str, quick: bool, device: str, progress: bool = True) -> Path:
     """The transcoder folder of the demo run in `run`: reused, resumed or trained."""
-    from circuitscope.commands.training_commands import TrainConfig, train_command
+    from circuitscope.commands.training_commands import TrainConfig, train_command, with_preset
 
     if finished(run):
         print(f"transcoder: reusing {run / 'transcoder'}")
@@ -44,9 +44,10 @@ def demo_transcoder(run: Path, model: str, quick: bool, device: str, progress: b
         else:
             values: dict[str, Any] = QUICK_SETTINGS if quick else {"preset": "demo"}
             print(f"transcoder: training the {'quick' if quick else 'demo'} preset into {run}")
-            train_command(
-                TrainConfig(source=model, out=str(run), device=device, progress=progress, **values)
+            config = TrainConfig(
+                source=model, out=str(run), device=device, progress=progress, **values
             )
+            train_command(with_preset(config))
     finally:
         torch.set_num_threads(threads)
     return run / "transcoder"

@@ -4,7 +4,7 @@ A preset is a set of option values. On a CPU they are the recipes measured on th
 2-core development machine (docs/training.md, "Presets"); on CUDA the same recipes
 are wider, see more tokens and take bigger batches, since a GPU's step costs little
 more at 4x the width. Options given on the command line or in a `--config` file win
-over the preset's values (an option counts as given when it differs from its default).
+over the preset's values, even at their defaults (`--no-skip-connection`, `--aux-k 0`).
 """
 
 from __future__ import annotations
