@@ -28,7 +28,7 @@ import torch
 
 from circuitscope.attribution.limits import AttributionLimits
 from circuitscope.attribution.trace import save_trace, trace
-from circuitscope.graph.scores import circuit_tracer_scores
+from circuitscope.graph.scores import circuit_tracer_scores, error_share_by_layer
 from circuitscope.interventions.validation import (
     ValidationContext,
     ValidationSettings,
@@ -89,6 +89,7 @@ def run_prompt(loaded: Any, transcoder: Transcoder, item: dict[str, Any], args) 
         "replacement_score": result.scores.replacement,
         "completeness_score": result.scores.completeness,
         "completeness_circuit_tracer": circuit_tracer_scores(result.graph).completeness,
+        "error_share_by_layer": error_share_by_layer(result.graph).tolist(),
         **{name: report["experiments"][name]["spearman"] for name in COLUMNS},
         "ablation_features": report["experiments"]["ablation"]["features_only"]["spearman"],
         "sign_agreement": report["experiments"]["ablation"]["sign_agreement"],
@@ -158,6 +159,20 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def error_share_text(rows: list[dict[str, Any]]) -> str:
+    """Each layer's error nodes' share of the source influence, averaged over the prompts."""
+    shares = [r["error_share_by_layer"] for r in rows if "error_share_by_layer" in r]
+    if not shares:
+        return ""
+    means = [statistics.mean(layer) for layer in zip(*shares, strict=True)]
+    listed = ", ".join(f"{layer}: {share:.3f}" for layer, share in enumerate(means))
+    return (
+        "Where the replacement score is lost: each layer's error nodes' share of the "
+        "influence reaching tokens and error nodes (`error_share_by_layer`, mean over the "
+        f"prompts; the shares sum to 1 - replacement = {sum(means):.3f}): {listed}\n"
+    )
+
+
 def _f(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{value:.2f}"
 
@@ -187,7 +202,7 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """Write the table and the run's figures over `rows`; returns the Markdown."""
     summary = run_summary(rows, args.transcoder)
     text = table(rows) + "\n\nThe run's figures (held-out `eval.json` and the suite's means):\n\n"
-    text += summary_table(summary)
+    text += summary_table(summary) + "\n\n" + error_share_text(rows)
     date = datetime.date.today().isoformat()
     machine = args.machine or f"{platform.machine()}-{torch.get_num_threads()}threads"
     stem = HERE / "results" / f"validation-{date}-{machine}"

@@ -12,7 +12,12 @@ from circuitscope.graph.influence import (
     influence_by_inverse,
     normalize_rows,
 )
-from circuitscope.graph.scores import GraphScores, circuit_tracer_scores, graph_scores
+from circuitscope.graph.scores import (
+    GraphScores,
+    circuit_tracer_scores,
+    error_share_by_layer,
+    graph_scores,
+)
 
 DIAMOND_INFLUENCE = torch.tensor([0.125, 0.375, 0.1875, 0.3125, 0.0], dtype=torch.float64)
 """Influence of a, b, e, t, L; `influence` returns it for the sources (all but L)."""
@@ -239,3 +244,15 @@ def test_positive_values_are_gathered_in_chunks():
     scores = torch.tensor([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0], [0.0, 0.0, 0.0], [4.0, 5.0, 0.0]])
     assert _positive_values(scores, chunk=2).tolist() == [2.0, 1.0, 3.0, 4.0, 5.0]
     assert _positive_values(scores.T, chunk=5).tolist() == [1.0, 4.0, 2.0, 5.0, 3.0]
+
+
+def test_error_share_by_layer_by_hand():
+    # logit (p=1) <- f (1), <- e1 (1); f <- t (1), <- e0 (1); e0 at layer 0, e1 at layer 1.
+    kinds = [FEATURE, ERROR, ERROR, TOKEN, LOGIT]
+    edges = {(4, 0): 1.0, (4, 2): 1.0, (0, 3): 1.0, (0, 1): 1.0}
+    graph = make_graph(kinds, edges, [1.0, 0.0, 0.0, 0.0, 1.0])
+    graph.node_layer[2] = 1
+    # influence: f 0.5, e1 0.5, t 0.25, e0 0.25; of the sources' 1.0, t has 0.25
+    shares = error_share_by_layer(graph)
+    torch.testing.assert_close(shares, torch.tensor([0.25, 0.5], dtype=torch.float64))
+    assert float(shares.sum()) == pytest.approx(1 - graph_scores(graph).replacement)

@@ -67,6 +67,20 @@ def circuit_tracer_scores(graph: Graph) -> GraphScores:
     return _scores(graph, circuit_tracer=True)
 
 
+def error_share_by_layer(graph: Graph) -> Tensor:
+    """[n_layers] each layer's error nodes' share of the influence that reaches the graph's
+    ultimate sources (tokens and error nodes): sums to 1 - the replacement score, so it
+    says which layers' reconstruction errors hold the replacement score down. Memory: as
+    `graph_scores`."""
+    source_influence = influence(normalize_rows(graph.edges), graph.logit_weights())
+    errors = graph.span(ERROR)
+    total = source_influence[errors].sum() + source_influence[graph.span(TOKEN)].sum()
+    layers = graph.node_layer[errors].long()
+    shares = source_influence.new_zeros(graph.n_layers)
+    shares.index_add_(0, layers, source_influence[errors])
+    return shares / total if total > 0 else shares
+
+
 def _scores(graph: Graph, circuit_tracer: bool) -> GraphScores:
     weights = graph.logit_weights()
     normalized = normalize_rows(graph.edges)
