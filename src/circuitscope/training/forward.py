@@ -9,6 +9,9 @@ TopK layers take a sparse path: the k kept values and their indices per token
 W_enc's gradient from the kept entries only, by one sparse-dense matmul) are decoded
 by `embedding_bag` (a weighted sum of k decoder rows) instead of a dense
 [batch, n] @ [n, n_out·d] matmul; same values and gradients as the dense path (tested).
+JumpReLU layers keep their dense activations (the sparsity and pre-activation losses
+read them) but decode only their active entries and those in θ's straight-through
+window (`decode_entries`: the only ones whose gradient matters), once few enough are.
 
 `aux_reconstruction` is AuxK's: the residual error's reconstruction from dead features.
 """
@@ -193,13 +196,53 @@ def sparse_decode(values: Tensor, indices: Tensor, decoder: Tensor) -> Tensor:
     )
 
 
+SPARSE_DECODE_DENSITY = 1 / 16
+"""A JumpReLU layer decodes the entries it needs (`jumprelu_entries`) by `decode_entries`
+when at most this fraction of them is needed; more (early in training, thresholds near
+0), by the dense matmul."""
+
+
+def decode_entries(a: Tensor, entries: Tensor, decoder: Tensor) -> Tensor:
+    """a [batch, n], entries [batch, n] bool (every nonzero of a among them), decoder [n, m]
+    -> a @ decoder [batch, m] in the decoder's dtype: each row sums the decoder rows of its
+    entries only (one `embedding_bag` over bags of varying size). Gradients: to the
+    decoder, and to a at the entries (0 elsewhere: entries must hold every position whose
+    gradient matters)."""
+    rows, columns = entries.nonzero(as_tuple=True)
+    counts = torch.bincount(rows, minlength=a.shape[0])
+    offsets = torch.cumsum(counts, 0) - counts
+    values = a[rows, columns].to(decoder.dtype)
+    return F.embedding_bag(columns, decoder, offsets, per_sample_weights=values, mode="sum")
+
+
+@torch.no_grad()
+def jumprelu_entries(h: Tensor, activation: JumpReLU) -> Tensor:
+    """[batch, n] bool: where JumpReLU(h) needs its output's gradient: the active entries
+    (h > θ), and those in the straight-through window of θ's gradient (|h - θ| < ε/2):
+    together, h > θ - ε/2 (here with 0.1% to spare, so that rounding in the kernel's own
+    (h - θ) / ε cannot put an entry inside the window and outside these)."""
+    return h > activation.threshold - activation.bandwidth * (0.5 + 2**-10)
+
+
+def _decode(a: Tensor, h: Tensor, activation: Any, decoder: Tensor, sparse: bool) -> Tensor:
+    """a @ decoder; for a JumpReLU layer on the sparse path, over the entries it needs
+    only, when they are few enough."""
+    if sparse and isinstance(activation, JumpReLU):
+        entries = jumprelu_entries(h, activation)
+        if int(entries.sum()) <= SPARSE_DECODE_DENSITY * entries.numel():
+            return decode_entries(a, entries, decoder)
+    return a @ decoder
+
+
 def training_forward(
     transcoder: Transcoder, mlp_in: Tensor, sparse: bool = True
 ) -> TrainingForward:
     """mlp_in: [batch, n_layers, d_model] (the transcoder's input site).
 
     A transcoder with a skip connection adds each layer's x_l @ W_skip,l to its own layer.
-    sparse: TopK layers take the sparse path (same values; False: dense, as the module).
+    sparse: TopK layers take the sparse path, and JumpReLU layers decode only the entries
+    whose gradients matter (`decode_entries`) when few enough do (same values and
+    gradients; False: dense, as the module).
     """
     config = transcoder.config
     batch, n_layers, d = mlp_in.shape
@@ -222,7 +265,7 @@ def training_forward(
         else:
             h = mlp_in[:, layer] @ block.W_enc + block.b_enc
             a = activation(h)
-            flat = a @ decoder
+            flat = _decode(a, h, activation, decoder, sparse)
             act_list.append(a)
             top_list.append(None)
         flats.append(flat.view(batch, config.n_outputs(layer), d))
