@@ -346,10 +346,9 @@ def test_old_settings_without_aux_fields_load_and_resume(tmp_path: Path):
     ]
 
 
-def test_the_demo_preset_trains_dead_features_and_the_command_line_sets_aux_k():
-    aux_k = {"demo": 512, "quality": 0}
+def test_no_preset_sets_aux_k_and_the_command_line_does():
     for preset in ("demo", "quality"):
-        assert with_preset(TrainConfig(source="m", out="o", preset=preset)).aux_k == aux_k[preset]  # type: ignore[arg-type]
+        assert with_preset(TrainConfig(source="m", out="o", preset=preset)).aux_k == 0  # type: ignore[arg-type]
     args = build_parser().parse_args(["train", "m", "o", "--preset", "quality", "--aux-k", "512"])
     config = with_preset(config_from_namespace(TrainConfig, args))
     assert config.aux_k == 512 and config.aux_coefficient == 1 / 32

@@ -52,14 +52,14 @@ def test_fp32_steps_on_cuda_follow_the_cpu_steps(folders, kind):
 
 
 def test_the_demo_preset_trains_on_cuda_in_bf16(folders):
-    """`--preset demo --device cuda` takes the preset's CUDA scale (8,192 features), records
-    in bf16 with the producer thread, trains under bf16 autocast with AuxK, and the
-    transcoder it saves lives on the tiny model's 3 layers and reconstructs."""
+    """`--preset demo --device cuda` takes the preset's CUDA scale (16,384 features), records
+    in bf16 with the producer thread, trains under bf16 autocast with the skip term, and
+    the transcoder it saves lives on the tiny model's 3 layers and reconstructs."""
     log = _train(folders, "preset", "--preset", "demo", "--device", "cuda")
     saved = json.loads((folders["root"] / "preset" / "train_config.json").read_text())
-    assert saved["n_features"] == 8192 and saved["batch_size"] == 60  # the flag wins
-    assert saved["model_dtype"] == "bfloat16" and saved["aux_k"] == 512
+    assert saved["n_features"] == 16384 and saved["batch_size"] == 60  # the flag wins
+    assert saved["model_dtype"] == "bfloat16" and saved["skip_connection"] is True
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in log)
-    assert log[-1]["l0"] == pytest.approx(16, abs=0.5)
+    assert log[-1]["l0"] == pytest.approx(32, abs=0.5)
     transcoder = Transcoder.load(folders["root"] / "preset" / "transcoder")
-    assert transcoder.config.n_layers == 3 and transcoder.config.n_features == [8192] * 3
+    assert transcoder.config.n_layers == 3 and transcoder.config.n_features == [16384] * 3

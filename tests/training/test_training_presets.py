@@ -17,11 +17,15 @@ from circuitscope.training.presets import preset_values
 
 # The recipes as docs/training.md states them ("Presets").
 DOCUMENTED = {
-    ("demo", "cpu"): dict(kind="plt", n_features=2048, activation="topk", k=16, steps=500),
+    ("demo", "cpu"): dict(
+        kind="plt", n_features=4096, activation="topk", k=32, steps=440, skip_connection=True
+    ),
     ("quality", "cpu"): dict(
         kind="plt", n_features=4096, activation="topk", k=32, steps=2800, skip_connection=True
     ),
-    ("demo", "cuda"): dict(kind="plt", n_features=8192, activation="topk", k=16, steps=2000),
+    ("demo", "cuda"): dict(
+        kind="plt", n_features=16384, activation="topk", k=32, steps=1760, skip_connection=True
+    ),
     ("quality", "cuda"): dict(
         kind="plt", n_features=16384, activation="topk", k=32, steps=12000, skip_connection=True
     ),
@@ -33,14 +37,13 @@ def test_presets_resolve_to_the_documented_settings(name: str, device: str):
     config = with_preset(TrainConfig(source="m", out="o", preset=name, device=device))  # type: ignore[arg-type]
     for key, value in DOCUMENTED[name, device].items():
         assert getattr(config, key) == value, key
-    assert config.skip_connection == (name == "quality")  # the demo keeps no skip term
     batch = 1024 if device == "cpu" else 4096
     assert config.batch_size == batch and config.model_dtype == "bfloat16"
     tokens = config.steps * config.batch_size
     documented_tokens = {
-        ("demo", "cpu"): 512_000,
+        ("demo", "cpu"): 450_560,
         ("quality", "cpu"): 2_867_200,
-        ("demo", "cuda"): 8_192_000,
+        ("demo", "cuda"): 7_208_960,
         ("quality", "cuda"): 49_152_000,
     }
     assert tokens == documented_tokens[name, device]
@@ -100,8 +103,8 @@ def test_an_option_given_at_its_default_still_wins_over_the_preset():
     they equal the options' defaults (they used to be taken as not given)."""
     _, quality = parse_command(["train", "m", "o", "--preset", "quality", "--no-skip-connection"])
     assert quality.skip_connection is False and quality.steps == 2800
-    _, demo = parse_command(["train", "m", "o", "--preset", "demo", "--aux-k", "0"])
-    assert demo.aux_k == 0 and demo.n_features == 2048
+    _, demo = parse_command(["train", "m", "o", "--preset", "demo", "--no-skip-connection"])
+    assert demo.skip_connection is False and demo.steps == 440
     _, untouched = parse_command(["train", "m", "o", "--preset", "quality"])
     assert untouched.skip_connection is True
 
