@@ -224,7 +224,31 @@ def _work_summary(result: dict[str, Any], kind: str, length: int) -> dict[str, A
         "gflop_per_s": flops / 1e9 / result["seconds"],
         "work": work,
         "upper_bound": "work" in result,
+        "scores": {k: result.get(k) for k in SCORE_KEYS},
     }
+
+
+SCORE_KEYS = ("replacement_score", "completeness_score", "completeness_circuit_tracer")
+"""Per run: replacement and completeness as the tool reports them (circuit-tracer's
+`compute_graph_scores`; ours the paper's completeness), and ours by circuit-tracer's
+formula (`graph.scores.circuit_tracer_scores`), all on the unpruned graph."""
+
+
+def score_lines(case: dict[str, Any]) -> list[str]:
+    """One row per case: both tools' scores of their fastest default-batch graphs."""
+    best = case.get("best_of", {})
+    ours = (best.get("ours b32") or {}).get("scores", {})
+    peer = next((s["scores"] for n, s in best.items() if n.startswith("peer")), {})
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    return [
+        f"| {case['kind']} | {case['length']} | {cell(ours.get('replacement_score'))} "
+        f"| {cell(peer.get('replacement_score'))} | {cell(ours.get('completeness_score'))} "
+        f"| {cell(ours.get('completeness_circuit_tracer'))} "
+        f"| {cell(peer.get('completeness_score'))} |"
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,6 +352,19 @@ def write_results(report: dict[str, Any], folder: Path) -> None:
     ]
     for case in report["cases"]:
         lines += case_lines(case)
+    lines += [
+        "",
+        "Scores of the unpruned graphs (ours: the b32 run; circuit-tracer: its fastest run). "
+        "Completeness as the paper defines it leaves error and token nodes out; "
+        "circuit-tracer's formula counts them as fully explained (`graph/scores.py`):",
+        "",
+        "| kind | tokens | replacement, ours | replacement, circuit-tracer | completeness, ours "
+        "(paper) | completeness, ours by circuit-tracer's formula | completeness, "
+        "circuit-tracer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for case in report["cases"]:
+        lines += score_lines(case)
     text = "\n".join(lines) + "\n"
     Path(f"{stem}.md").write_text(text)
     print("\n" + text + f"\nwritten {stem}.md and .json")

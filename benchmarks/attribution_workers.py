@@ -193,6 +193,7 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     from circuitscope.attribution.target_choice import TargetChoice
     from circuitscope.attribution.trace import peak_memory_mb, trace
     from circuitscope.graph.files import save_graph
+    from circuitscope.graph.scores import circuit_tracer_scores
     from circuitscope.models.loading import load_model
     from circuitscope.transcoders.transcoder import Transcoder
 
@@ -238,6 +239,7 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
         "logit_labels": graph.logit_labels,
         "replacement_score": result.scores.replacement,
         "completeness_score": result.scores.completeness,
+        "completeness_circuit_tracer": circuit_tracer_scores(graph).completeness,
         "peak_memory_mb_in_process": round(peak_memory_mb(), 1),
         "load_peak_memory_mb": round(load_peak, 1),
         "torch_threads": torch.get_num_threads(),

@@ -82,6 +82,7 @@ def main() -> int:
         n_selected=int(len(graph.selected_features)),
         logit_labels=[target.token_str for target in graph.logit_targets],
         peak_rss_mb=peak_rss_mb(),
+        **graph_scores(graph),
     )
     write_graph(graph, out)
     (out / "peer.json").write_text(json.dumps(info, indent=1))
@@ -258,6 +259,14 @@ def run_attribution(model, ids: list[int], args: argparse.Namespace):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return graph, time.perf_counter() - start
+
+
+def graph_scores(graph) -> dict[str, float]:
+    """circuit-tracer's own replacement and completeness scores of its unpruned graph."""
+    from circuit_tracer.graph import compute_graph_scores  # pyright: ignore[reportMissingImports]
+
+    replacement, completeness = compute_graph_scores(graph)
+    return {"replacement_score": float(replacement), "completeness_score": float(completeness)}
 
 
 def write_graph(graph, out: Path) -> None:

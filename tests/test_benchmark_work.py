@@ -44,3 +44,25 @@ def test_backward_flops_by_hand() -> None:
 def test_peer_work_counts_every_pass_to_the_top_layer() -> None:
     work = _fair().peer_work(rows=10, batch=4, length=8)
     assert work == {"passes": 3, "batch": 4, "layer_rows": 360, "layer_row_positions": 2880}
+
+
+def test_score_lines_put_both_tools_scores_side_by_side() -> None:
+    fair = _fair()
+    ours = {
+        "replacement_score": 0.5,
+        "completeness_score": 0.75,
+        "completeness_circuit_tracer": 0.8,
+    }
+    peer = {
+        "replacement_score": 0.50001,
+        "completeness_score": 0.8,
+        "completeness_circuit_tracer": None,
+    }
+    case = {
+        "kind": "plt",
+        "length": 8,
+        "best_of": {"ours b32": {"scores": ours}, "peer b512": {"scores": peer}},
+    }
+    assert fair.score_lines(case) == ["| plt | 8 | 0.5000 | 0.5000 | 0.7500 | 0.8000 | 0.8000 |"]
+    missing = {"kind": "clt", "length": 32, "best_of": {"ours b32": {"scores": ours}}}
+    assert fair.score_lines(missing) == ["| clt | 32 | 0.5000 | - | 0.7500 | 0.8000 | - |"]
