@@ -56,7 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ours-batch", nargs="+", type=int, default=[32, 128])
-    parser.add_argument("--peer-batch", nargs="+", default=["512", "32", "32+heap"])
+    parser.add_argument(
+        "--peer-batch",
+        nargs="*",
+        default=["512", "32", "32+heap"],
+        help="N or N+heap, each a circuit-tracer variant; none: circuitscope alone",
+    )
     parser.add_argument("--budget", type=int, default=2048, help="max_feature_nodes from 32 tokens")
     parser.add_argument("--budget-from", type=int, default=32)
     parser.add_argument("--peer-timeout-min", type=float, default=15.0)
