@@ -91,3 +91,11 @@ def test_write_report_writes_the_three_files(tmp_path: Path) -> None:
     paths = write_report(tmp_path, SUMMARY, [KEPT])
     assert [p.name for p in paths] == ["report.json", "report.md", "report.html"]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_the_run_time_says_reused_steps_only_when_some_were() -> None:
+    fresh = markdown({**SUMMARY, "reused": False}, [KEPT])
+    assert "This run took 1.5 minutes on x86_64, 2 torch threads, cpu." in fresh
+    assert "reused" not in fresh
+    rerun = markdown({**SUMMARY, "reused": True}, [KEPT])
+    assert "1.5 minutes on x86_64, 2 torch threads, cpu (it reused the steps" in rerun

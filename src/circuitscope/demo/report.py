@@ -52,8 +52,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
         f"Model: {summary['model']}. Transcoder: `{summary['transcoder']}` "
         f"({summary.get('transcoder_description', '')}).",
         f"{summary['kept']} of {summary['screened']} cases kept. This run took "
-        f"{summary['seconds'] / 60:.1f} minutes on {summary['machine']} (steps an earlier "
-        "run had finished were reused).",
+        f"{summary['seconds'] / 60:.1f} minutes on {summary['machine']}"
+        + (" (it reused the steps an earlier run had finished)." if summary.get("reused") else "."),
     ]
     quality = summary.get("eval")
     if quality:

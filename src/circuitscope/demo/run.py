@@ -36,6 +36,7 @@ def run_demo(settings: DemoSettings, suite: Suite, transcoder: str = "") -> list
     from circuitscope.transcoders.transcoder import Transcoder
 
     start = time.perf_counter()
+    reused = settings.out.is_dir() and any(settings.out.iterdir())
     settings.out.mkdir(parents=True, exist_ok=True)
     path = transcoder
     if not path:
@@ -66,7 +67,7 @@ def run_demo(settings: DemoSettings, suite: Suite, transcoder: str = "") -> list
         clock.end()
     comparisons = compare_pairs(kept, settings)
     summary = _summary(settings, path, screened, time.perf_counter() - start)
-    summary["comparisons"] = comparisons
+    summary.update(comparisons=comparisons, reused=reused)
     write_demo_report(settings, summary, screened)
     return graphs
 
