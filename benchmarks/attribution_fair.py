@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=int, default=2048, help="max_feature_nodes from 32 tokens")
     parser.add_argument("--budget-from", type=int, default=32)
     parser.add_argument("--peer-timeout-min", type=float, default=15.0)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="read back the runs an earlier call finished in --work (ours: same spec) "
+        "instead of running them again; they count once, as one repeat",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--peer-python", default="/work/peer-venv/bin/python")
     parser.add_argument("--work", default=str(ROOT / "out" / "bench"))
@@ -147,24 +153,54 @@ def run_variant(args, model, item, prompt, budget, variant, folder: Path) -> dic
             "desired_logit_prob": args.desired_logit_prob,
             "device": "cpu",
         }
-        result, child = worker("ours", spec, out, args.threads)
+        finished = out / "ours-result.json"
+        if args.reuse and finished.is_file() and _same_spec(out / "ours-spec.json", spec):
+            result, peak = json.loads(finished.read_text()), None
+        else:
+            result, child = worker("ours", spec, out, args.threads)
+            peak = child.peak_rss_mb
         if result["dims"] != MODEL_DIMS:
             raise SystemExit(f"the model's shape is {result['dims']}, not {MODEL_DIMS}")
-        seconds = result["trace_seconds"]
-        return {**result, "seconds": seconds, "peak_rss_mb": round(child.peak_rss_mb, 1)}
+        return {
+            **result,
+            "seconds": result["trace_seconds"],
+            "peak_rss_mb": round(result["peak_memory_mb_in_process"] if peak is None else peak, 1),
+            "reused": peak is None,
+        }
     command = peer_command(
         argparse.Namespace(**vars(args), batch_size=batch), model, item, prompt["ids"]
     )
     command += ["--out", str(out)] + (["--heap-policy"] if heap else [])
     if budget is not None:
         command += ["--max-feature-nodes", str(budget)]
+    if args.reuse and (out / "peer.json").is_file():
+        return _peer_result(out, batch, prompt, peak_rss_mb=None)
     child = run_child(command, out / "peer.log", args.threads, timeout_s=args.peer_timeout_min * 60)
     if child.timed_out:
         return {"skipped": f"over {args.peer_timeout_min:.0f} min"}
     if child.returncode != 0:
-        raise SystemExit(f"circuit-tracer failed; see {child.log}")
+        return {"skipped": peer_failure(child.returncode, child.peak_rss_mb)}
+    return _peer_result(out, batch, prompt, peak_rss_mb=child.peak_rss_mb)
+
+
+def peer_failure(returncode: int, peak_rss_mb: float) -> str:
+    """What a failed circuit-tracer run records (it does not stop the benchmark)."""
+    if returncode == -9:
+        return f"killed (SIGKILL) at {peak_rss_mb / 1024:.1f} GB: out of memory"
+    if returncode < 0:
+        return f"killed by signal {-returncode} at {peak_rss_mb / 1024:.1f} GB"
+    return f"failed (exit {returncode})"
+
+
+def _peer_result(
+    out: Path, batch: int, prompt: dict[str, Any], peak_rss_mb: float | None
+) -> dict[str, Any]:
+    """A finished circuit-tracer run's figures; peak_rss_mb None: its own ru_maxrss
+    (a run read back with --reuse)."""
     info = json.loads((out / "peer.json").read_text())
-    info.update(seconds=info["attribute_seconds"], peak_rss_mb=round(child.peak_rss_mb, 1))
+    peak = info["peak_rss_mb"] if peak_rss_mb is None else peak_rss_mb
+    info.update(seconds=info["attribute_seconds"], peak_rss_mb=round(peak, 1))
+    info["reused"] = peak_rss_mb is None
     info["work"] = peer_work(info["rows_computed"], batch, prompt["n_positions"])
     return info
 
@@ -185,24 +221,37 @@ def run_case(args, model, item, prompt, work: Path) -> dict[str, Any]:  # noqa: 
                 f"  {item['kind']} {length} {name} run {repeat + 1}: {_seconds(result)}", flush=True
             )
     case = {"kind": item["kind"], "length": length, "budget": budget, "runs": runs}
+    case["skipped"] = {n: r[0]["skipped"] for n, r in runs.items() if "skipped" in r[0]}
     for name, results in runs.items():
         timed = [r for r in results if "seconds" in r]
         if timed:
             best = min(timed, key=lambda r: r["seconds"])
             case.setdefault("best_of", {})[name] = _work_summary(best, item["kind"], length)
-    ours_default, peer_default = _name(("ours", 32, True)), _name(("peer", 512, False))
-    if all(any("seconds" in r for r in runs.get(n, [])) for n in (ours_default, peer_default)):
+    finished = [v for v in variants(args) if any("seconds" in r for r in runs[_name(v)])]
+    peers = [v for v in finished if v[0] == "peer"]
+    if ("ours", 32, True) in finished and peers:  # circuit-tracer's default run first
+        tool, batch, heap = max(peers, key=lambda v: (v[1] == 512 and not v[2], -v[1]))
         spec = {
             "ours": str(folder / "ours-b32-heap" / "graph"),
-            "peer": str(folder / "peer-b512"),
+            "peer": str(folder / f"{tool}-b{batch}{'-heap' if heap else ''}"),
             "kind": item["kind"],
             "transcoder": item["native"],
             "ids": prompt["ids"],
             "device": "cpu",
         }
+        case["compared_with"] = _name((tool, batch, heap))
         compared, _ = worker("compare", spec, folder, args.threads)
         case["compare"] = compared.get("overall_agreeing")
     return case
+
+
+def _same_spec(path: Path, spec: dict[str, Any]) -> bool:
+    """Whether an earlier ours run had this spec (its result file's path aside)."""
+    if not path.is_file():
+        return False
+    earlier = json.loads(path.read_text())
+    earlier.pop("result", None)
+    return earlier == spec
 
 
 def _name(variant: tuple[str, int, bool]) -> str:
@@ -213,7 +262,9 @@ def _name(variant: tuple[str, int, bool]) -> str:
 
 
 def _seconds(result: dict[str, Any]) -> str:
-    return result.get("skipped") or f"{result['seconds']:.1f} s"
+    if "skipped" in result:
+        return result["skipped"]
+    return f"{result['seconds']:.1f} s" + (" (read back, --reuse)" if result.get("reused") else "")
 
 
 def _work_summary(result: dict[str, Any], kind: str, length: int) -> dict[str, Any]:
@@ -230,6 +281,7 @@ def _work_summary(result: dict[str, Any], kind: str, length: int) -> dict[str, A
         "work": work,
         "upper_bound": "work" in result,
         "scores": {k: result.get(k) for k in SCORE_KEYS},
+        "reused": bool(result.get("reused")),
     }
 
 
@@ -291,11 +343,17 @@ def case_lines(case: dict[str, Any]) -> list[str]:
     lines = []
     for name, summary in best.items():
         bound = " (≤)" if summary["upper_bound"] else ""
+        read_back = " (read back)" if summary.get("reused") else ""
         lines.append(
-            f"| {case['kind']} | {case['length']} | {case['budget'] or 'all'} | {name} "
+            f"| {case['kind']} | {case['length']} | {case['budget'] or 'all'} | {name}{read_back} "
             f"| {summary['seconds']:.1f} | {summary['peak_rss_mb']:.0f} | {summary['rows']} "
             f"| {summary['passes']} | {summary['gflop_per_pass']:.2f}{bound} "
             f"| {summary['gflop_per_s']:.0f}{bound} |"
+        )
+    for name, reason in case.get("skipped", {}).items():
+        lines.append(
+            f"| {case['kind']} | {case['length']} | {case['budget'] or 'all'} | {name} "
+            f"| {reason} | | | | | |"
         )
     return lines
 
@@ -313,6 +371,8 @@ def ratio_lines(case: dict[str, Any]) -> list[str]:
         default = f"{peer['peer b512']['seconds'] / ours['ours b32']['seconds']:.1f}×"
     agreement = case.get("compare") or {}
     relative = f"{agreement['relative']:.1e}" if "relative" in agreement else "-"
+    if case.get("compared_with", "peer b512") != "peer b512":
+        relative += f" (ours b32 vs {case['compared_with']})"
     name_of = {id(s): n for n, s in best.items()}
     return [
         f"| {case['kind']} | {case['length']} | {default} "
@@ -350,7 +410,8 @@ def write_results(report: dict[str, Any], folder: Path) -> None:
     lines += [
         "",
         "Every variant's fastest run, and its work counted (`backward_flops` in the script; "
-        "'≤': circuit-tracer's, if every pass reached the top layer):",
+        "'≤': circuit-tracer's, if every pass reached the top layer; 'read back': a run an "
+        "earlier call finished, read with --reuse):",
         "",
         "| kind | tokens | budget | variant | s | MB | rows | passes | GFLOP per pass | GFLOP/s |",
         "|---|---|---|---|---|---|---|---|---|---|",

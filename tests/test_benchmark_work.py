@@ -66,3 +66,10 @@ def test_score_lines_put_both_tools_scores_side_by_side() -> None:
     assert fair.score_lines(case) == ["| plt | 8 | 0.5000 | 0.5000 | 0.7500 | 0.8000 | 0.8000 |"]
     missing = {"kind": "clt", "length": 32, "best_of": {"ours b32": {"scores": ours}}}
     assert fair.score_lines(missing) == ["| clt | 32 | 0.5000 | - | 0.7500 | 0.8000 | - |"]
+
+
+def test_a_failed_peer_run_is_recorded_with_its_cause() -> None:
+    fair = _fair()
+    assert fair.peer_failure(-9, 23_800.0) == "killed (SIGKILL) at 23.2 GB: out of memory"
+    assert fair.peer_failure(-11, 1024.0) == "killed by signal 11 at 1.0 GB"
+    assert fair.peer_failure(1, 10.0) == "failed (exit 1)"
