@@ -57,6 +57,23 @@ def test_scores_from_the_logit_rows_only():
     torch.testing.assert_close(result, expected)
 
 
+@pytest.mark.parametrize("chunk_elements", [1, 5, 13, 10**9])
+def test_scores_are_the_same_whatever_the_chunk(chunk_elements):
+    # 4 rows over 6 nodes (rows: nodes 0..2 and the logit 5), in chunks of a part of a
+    # row (one row each), a row and a bit, two rows and a bit, everything at once.
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(4, 6, generator=generator, dtype=torch.float64)
+    values[:, 5] = 0.0  # nothing leaves the logit
+    values[0, 0] = values[1, :2] = values[2, :3] = 0.0  # acyclic: a row reads later nodes
+    nodes = torch.tensor([0, 1, 2, 5])
+    weights = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    result = influence_scores(values, nodes, weights, chunk_elements=chunk_elements)
+    block = values[:, nodes].abs() / values.abs().sum(dim=1, keepdim=True)
+    coefficients = weights[nodes] @ torch.linalg.inv(torch.eye(4, dtype=torch.float64) - block)
+    expected = coefficients / values.abs().sum(dim=1) @ values.abs()
+    torch.testing.assert_close(result.scores, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_a_cycle_is_detected():
     kinds = [FEATURE, FEATURE, LOGIT]
     graph = make_graph(kinds, {(0, 1): 1.0, (1, 0): 1.0, (2, 0): 1.0}, [1.0, 1.0, 1.0])
