@@ -363,7 +363,9 @@ def ratio_lines(case: dict[str, Any]) -> list[str]:
     ours = {n: s for n, s in best.items() if n.startswith("ours")}
     peer = {n: s for n, s in best.items() if n.startswith("peer")}
     if not ours or not peer:
-        return [f"| {case['kind']} | {case['length']} | peer did not finish | | | |"]
+        tried = any(name.startswith("peer") for name in case.get("runs", {}))
+        verdict = "circuit-tracer did not finish" if tried else "circuit-tracer not run"
+        return [f"| {case['kind']} | {case['length']} | {verdict} | | | |"]
     ours_best = min(ours.values(), key=lambda s: s["seconds"])
     peer_best = min(peer.values(), key=lambda s: s["seconds"])
     default = "-"

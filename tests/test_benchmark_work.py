@@ -73,3 +73,12 @@ def test_a_failed_peer_run_is_recorded_with_its_cause() -> None:
     assert fair.peer_failure(-9, 23_800.0) == "killed (SIGKILL) at 23.2 GB: out of memory"
     assert fair.peer_failure(-11, 1024.0) == "killed by signal 11 at 1.0 GB"
     assert fair.peer_failure(1, 10.0) == "failed (exit 1)"
+
+
+def test_a_case_without_circuit_tracer_says_whether_it_ran() -> None:
+    fair = _fair()
+    ours = {"ours b32": {"seconds": 1.0, "peak_rss_mb": 1.0}}
+    alone = {"kind": "clt", "length": 32, "best_of": ours, "runs": {"ours b32": [{}]}}
+    assert fair.ratio_lines(alone) == ["| clt | 32 | circuit-tracer not run | | | |"]
+    failed = {**alone, "runs": {"ours b32": [{}], "peer b512": [{"skipped": "over 15 min"}]}}
+    assert fair.ratio_lines(failed) == ["| clt | 32 | circuit-tracer did not finish | | | |"]
