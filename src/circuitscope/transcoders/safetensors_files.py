@@ -72,27 +72,41 @@ def read_tensors(path: Path, names: list[str] | None = None) -> dict[str, Tensor
         return {name: f.get_tensor(name) for name in wanted}
 
 
-def read_rows(path: Path, name: str, rows: Tensor) -> Tensor:
+ROW_GAP = 8
+"""Rows between two wanted ones that `read_rows` reads through rather than slicing twice:
+each slice costs microseconds, so scattered rows (thousands per layer on a long prompt)
+read faster as fewer, slightly longer slices."""
+
+
+def read_rows(path: Path, name: str, rows: Tensor, gap: int = ROW_GAP) -> Tensor:
     """Rows `rows` (sorted, unique, 1-D long) of tensor `name`, read without the rest.
 
-    Consecutive rows are read as one slice, so only their bytes are touched.
+    Wanted rows at most `gap` rows apart are read as one slice, so besides them only
+    the rows in such gaps are touched.
     """
     rows = rows.to(torch.long).cpu()
-    runs = _runs(rows.tolist())
+    runs = _runs(rows.tolist(), gap)
     with open_safetensors(path) as f:
         view = f.get_slice(name)
         parts = [view[start:stop] for start, stop in runs]
     if not parts:
         shape = tuple(header(path)[name][0])
         return torch.zeros((0, *shape[1:]))
-    return torch.cat(parts)
+    read = torch.cat(parts)
+    if len(read) == len(rows):
+        return read
+    starts = torch.tensor([start for start, _ in runs])
+    lengths = torch.tensor([stop - start for start, stop in runs])
+    first_in_read = torch.cumsum(lengths, 0) - lengths  # where each run begins in `read`
+    run_of = torch.searchsorted(starts, rows, right=True) - 1
+    return read.index_select(0, rows - starts[run_of] + first_in_read[run_of])
 
 
-def _runs(rows: list[int]) -> list[tuple[int, int]]:
-    """[(start, stop)] covering the sorted `rows` with as few ranges as possible."""
+def _runs(rows: list[int], gap: int = 0) -> list[tuple[int, int]]:
+    """[(start, stop)] covering the sorted `rows`, joining rows at most `gap` apart."""
     runs: list[tuple[int, int]] = []
     for row in rows:
-        if runs and runs[-1][1] == row:
+        if runs and row - runs[-1][1] <= gap:
             runs[-1] = (runs[-1][0], row + 1)
         else:
             runs.append((row, row + 1))
