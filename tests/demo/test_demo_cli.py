@@ -54,6 +54,7 @@ def test_the_pair_is_compared_and_the_report_links_its_pictures(demo: Path) -> N
     assert row["shared"] + row["only_a"] > 0 and 0.0 <= row["jaccard"] <= 1.0
     assert (demo / "compare" / "known-unknown.json").is_file()
     assert summary["eval"]["nmse"] > 0
+    assert summary["reused"] is False  # a fresh folder: every step ran
     page = (demo / "report.html").read_text()
     assert page.count("<img ") == 3
     assert "Which cases the model gets right" in (demo / "report.md").read_text()
@@ -67,6 +68,8 @@ def test_a_second_run_reuses_everything(demo: Path, capsys: pytest.CaptureFixtur
     assert before[0] == after[0] and before[1].st_mtime_ns == after[1].st_mtime_ns
     out = capsys.readouterr().out
     assert "transcoder: reusing" in out and "feature cards: 0 new" in out
+    assert _report(demo)["summary"]["reused"] is True
+    assert "(it reused the steps an earlier run had finished)" in (demo / "report.md").read_text()
 
 
 def test_an_interrupted_training_run_is_continued(
