@@ -21,6 +21,7 @@ from circuitscope.data.packing import pack_contexts
 from circuitscope.data.store_format import MANIFEST, read_manifest, sha256_file
 from circuitscope.data.store_reader import ActivationStore
 from circuitscope.errors import CircuitscopeError
+from circuitscope.models import sites
 from circuitscope.testing.tiny_models import tiny_tokenizer
 
 
@@ -146,3 +147,18 @@ def test_a_store_collected_with_bos_never_records_position_0(tmp_path: Path):
     torch.testing.assert_close(key(stored[:, 0]), key(every), atol=1e-5, rtol=1e-5)
     for row in position_0:
         assert torch.isclose(stored[:, 0], row, atol=1e-5).all(-1).any()
+
+
+def test_recording_skips_the_unembedding_and_keeps_the_values():
+    adapter = tiny_adapter()
+    calls: list[int] = []
+    handle = adapter.unembedding.register_forward_hook(lambda *_: calls.append(1))
+    ids = torch.stack(list(pack_contexts(tiny_documents(), tiny_tokenizer(), CONTEXT))[:3])
+    try:
+        x, y = record_batch(adapter, ids)
+    finally:
+        handle.remove()
+    assert calls == []
+    cache = adapter.run(ids, capture=[sites.mlp_in(1), sites.mlp_out(2)]).cache
+    assert torch.equal(x[:, 1], cache[sites.mlp_in(1)][:, 1:].reshape(-1, 32))
+    assert torch.equal(y[:, 2], cache[sites.mlp_out(2)][:, 1:].reshape(-1, 32))

@@ -36,7 +36,10 @@ def record_batch(
     """
     n_layers = adapter.n_layers
     first = first_recorded_position(bos)
-    cache = adapter.run(input_ids, capture=layer_sites(n_layers, input_kind)).cache
+    # No unembedding: the logits are not recorded, and over a 49k vocabulary they are
+    # a sixth of SmolLM2-135M's forward (recording 532 -> 642 tokens/s on one thread).
+    sites_wanted = layer_sites(n_layers, input_kind)
+    cache = adapter.run(input_ids, capture=sites_wanted, unembed=False).cache
     x = torch.stack(
         [cache[sites.transcoder_input(input_kind, i)][:, first:] for i in range(n_layers)], dim=2
     )
