@@ -162,7 +162,13 @@ class RowComputer:
         self._graphs: dict[int, _PrefixGraph] = {}
         self._decoders = ActiveDecoders(replacement.transcoder, replacement.features)
         self._slots = [
-            writer_slots(replacement.transcoder, replacement.features, layer, replacement.seq_len)
+            writer_slots(
+                replacement.transcoder,
+                replacement.features,
+                layer,
+                replacement.seq_len,
+                block_length=self._step,
+            )
             for layer in range(replacement.n_layers)
         ]
         self._tables = self._cached_tables(writer_cache_bytes)
@@ -186,7 +192,7 @@ class RowComputer:
                 tables[slots.layer] = slots.fill(self._decoders, empty.to(device))
                 budget -= size
             else:
-                scratch = max(scratch, slots.seq_len * slots.width)
+                scratch = max(scratch, slots.n_slots)
         self._scratch = torch.zeros(scratch, d_model, dtype=self.dtype, device=device)
         if not scratch:  # every table kept: the decoder rows are not needed again
             self._decoders.clear()
@@ -331,8 +337,8 @@ class RowComputer:
         table = self._tables.get(layer)
         if table is None:
             table = self._slots[layer].fill(self._decoders, self._scratch)
-        edges = writer_edges(grad, table)
         slots = self._slots[layer]
+        edges = writer_edges(grad, table, slots)
         n = slots.before(length)  # rows span every active feature: column = feature index
         if n:
             features = slots.features[:n].to(edges.device)

@@ -4,8 +4,10 @@ A feature s active at (layer l_s, position p_s) with activation a_s writes
 a_s · W_dec[l_s → l][i_s] into the MLP output of every layer l it decodes to (as
 `Transcoder.feature_writes` computes; here from decoder rows read once per prompt).
 For the edges into a batch of targets, the gradient G_l [B, seq, d] at layer l's
-MLP output is dotted with those vectors: one batched matmul per layer, over a
-table [seq, width, d] holding each position's writers (padded to the widest).
+MLP output is dotted with those vectors: one batched matmul per block of positions,
+over a table holding each block's writers, each position padded to the widest in its
+block (`WriterBlock`). Blocks (the sink alone, then runs of positions) keep the
+padding small where one position has far more writers than the rest.
 
 Where each writer sits (`WriterSlots`) is fixed for a prompt; the vectors are
 either kept (`RowComputer` caches tables up to `writer_cache_mb`) or refilled from the
@@ -52,29 +54,46 @@ class _SourceGroup:
     """[k] their indices into the active features."""
 
 
+@dataclass(frozen=True)
+class WriterBlock:
+    """Positions [start, end) of a layer's table: `width` slots per position, the block's
+    first slot at flat `offset` (position p's writers at offset + (p - start) * width)."""
+
+    start: int
+    end: int
+    width: int
+    offset: int
+
+
 @dataclass
 class WriterSlots:
-    """Where each writer into one layer sits in the layer's table [seq, width, d]."""
+    """Where each writer into one layer sits in the layer's flat table [n_slots, d]."""
 
     layer: int
     seq_len: int
-    width: int
+    blocks: list[WriterBlock]
+    position_offsets: Tensor
+    """[seq + 1] the flat slot where each position's writers start (the last: n_slots)."""
     slots: Tensor
     """[k] flat slot of each writer, ascending (writers sorted by position)."""
     features: Tensor
     """[k] each writer's index into the active features."""
     groups: list[_SourceGroup]
 
+    @property
+    def n_slots(self) -> int:
+        return int(self.position_offsets[-1])
+
     def table_bytes(self, d_model: int, itemsize: int) -> int:
-        return self.seq_len * self.width * d_model * itemsize
+        return self.n_slots * d_model * itemsize
 
     def before(self, length: int) -> int:
         """How many writers sit at the first `length` positions (they come first)."""
-        return int(torch.searchsorted(self.slots, length * self.width))
+        return int(torch.searchsorted(self.slots, int(self.position_offsets[length])))
 
     def fill(self, decoders: ActiveDecoders, out: Tensor) -> Tensor:
-        """Write a_s · W_dec[l_s → layer][i_s] into `out` [≥ seq·width, d]; returns the
-        table view [seq, width, d] (padding slots hold whatever `out` held)."""
+        """Write a_s · W_dec[l_s → layer][i_s] into `out` [≥ n_slots, d]; returns the
+        flat table [n_slots, d] (padding slots hold whatever `out` held)."""
         features = decoders.features
         config = decoders.transcoder.config
         for group in self.groups:
@@ -86,24 +105,72 @@ class WriterSlots:
             vectors = rows[:, slot].index_select(0, where.to(home)).to(out.dtype)
             values = features.activation[group.features].to(home, out.dtype)
             out.index_copy_(0, group.slots.to(home), vectors * values[:, None])
-        size = self.seq_len * self.width
-        return out[:size].view(self.seq_len, self.width, -1)
+        return out[: self.n_slots]
 
 
-def writer_edges(grad: Tensor, table: Tensor) -> Tensor:
+def writer_edges(grad: Tensor, table: Tensor, slots: WriterSlots) -> Tensor:
     """Each writer dotted with the gradient at its position.
 
-    grad [B, seq, d], table [≥ seq, width, d] -> [B, seq * width] (flat slots)."""
-    length = grad.shape[1]
-    vectors = table[:length]
-    out = torch.bmm(grad.transpose(0, 1).to(vectors.dtype), vectors.transpose(1, 2))
-    return out.permute(1, 0, 2).reshape(grad.shape[0], -1)
+    grad [B, length, d], table [n_slots, d] -> [B, slots before `length`] (flat slots)."""
+    batch, length = grad.shape[0], grad.shape[1]
+    out = grad.new_empty(batch, int(slots.position_offsets[length]), dtype=table.dtype)
+    by_position = grad.transpose(0, 1).to(table.dtype)
+    for block in slots.blocks:
+        stop = min(block.end, length)
+        if block.start >= stop:
+            break
+        n, width = stop - block.start, block.width
+        if not width:
+            continue
+        vectors = table[block.offset : block.offset + n * width].view(n, width, -1)
+        edges = torch.bmm(by_position[block.start : stop], vectors.transpose(1, 2))
+        out[:, block.offset : block.offset + n * width].view(batch, n, width).copy_(
+            edges.transpose(0, 1)
+        )
+    return out
+
+
+def position_blocks(counts: Tensor, block_length: int) -> list[WriterBlock]:
+    """The sink (position 0) alone, then runs of `block_length` positions, each as wide
+    as its widest position's count of writers. counts: [seq] writers per position."""
+    seq_len = len(counts)
+    bounds = [0, *range(min(1, seq_len), seq_len, max(1, block_length)), seq_len]
+    blocks, offset = [], 0
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        if start == end:
+            continue
+        width = int(counts[start:end].max())
+        blocks.append(WriterBlock(start, end, width, offset))
+        offset += (end - start) * width
+    return blocks
+
+
+def place_by_position(
+    positions: Tensor, seq_len: int, block_length: int
+) -> tuple[list[WriterBlock], Tensor, Tensor]:
+    """Slots for writers at sorted `positions` [k]: (blocks, each position's first flat
+    slot [seq + 1], each writer's flat slot [k]); a position's writers take its slots in
+    order."""
+    counts = torch.bincount(positions, minlength=seq_len)
+    blocks = position_blocks(counts, block_length)
+    position_offsets = torch.zeros(seq_len + 1, dtype=torch.long)
+    for block in blocks:
+        span = torch.arange(block.start, block.end + 1)
+        position_offsets[span] = block.offset + (span - block.start) * block.width
+    starts = torch.cumsum(counts, 0) - counts
+    slots = position_offsets[positions] + torch.arange(len(positions)) - starts[positions]
+    return blocks, position_offsets, slots
 
 
 def writer_slots(
-    transcoder: Transcoder, features: ActiveFeatures, layer: int, seq_len: int
+    transcoder: Transcoder,
+    features: ActiveFeatures,
+    layer: int,
+    seq_len: int,
+    block_length: int = 1,
 ) -> WriterSlots:
-    """Every active feature that writes into `layer`'s MLP output, placed by position."""
+    """Every active feature that writes into `layer`'s MLP output, placed by position
+    in blocks of `block_length` positions (`position_blocks`)."""
     writes_here = [source for source in range(layer + 1)
                    if transcoder.config.output_slot(source, layer) is not None]  # fmt: skip
     mask = torch.isin(features.layer, torch.tensor(writes_here, dtype=features.layer.dtype))
@@ -111,13 +178,10 @@ def writer_slots(
     positions = features.position[chosen]
     order = torch.argsort(positions, stable=True)
     chosen, positions = chosen[order], positions[order]
-    counts = torch.bincount(positions, minlength=seq_len)
-    width = max(int(counts.max()) if len(counts) else 0, 1)
-    starts = torch.cumsum(counts, 0) - counts
-    slots = positions * width + torch.arange(len(positions)) - starts[positions]
+    blocks, position_offsets, slots = place_by_position(positions, seq_len, block_length)
     sources = features.layer[chosen]
     groups = [
         _SourceGroup(source, slots[sources == source], chosen[sources == source])
         for source in torch.unique(sources).tolist()
     ]
-    return WriterSlots(layer, seq_len, width, slots, chosen, groups)
+    return WriterSlots(layer, seq_len, blocks, position_offsets, slots, chosen, groups)
