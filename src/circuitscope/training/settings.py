@@ -43,6 +43,11 @@ class TrainSettings:
     """Fraction of steps over which λ rises linearly from 0."""
     preact_coefficient: float = 3e-6
     """λ_P of the pre-activation loss λ_P Σ ReLU(θ − h) · ‖W_dec,i‖ (keeps features alive)."""
+    encoder_init: Literal["uniform", "data"] = "uniform"
+    """uniform: W_enc ~ U(±1/√d). data: feature i's encoder starts along the i-th training
+    token's input minus the mean input (same norm as uniform's, b_enc cancelling the mean),
+    so each feature starts out firing on a different kind of token (fewer dead TopK
+    features)."""
     threshold_init: float = 0.03
     """Initial JumpReLU threshold θ."""
     bandwidth: float = 0.1
@@ -98,10 +103,11 @@ RESUME_KEYS = (
     "aux_k",
     "aux_coefficient",
     "skip_connection",
+    "encoder_init",
 )
 """Settings that must match a checkpoint for `--resume` to continue the same run, and
 `dead_after_tokens` when aux_k > 0 (it then chooses the features AuxK trains)."""
 
-ADDED_SETTINGS = ("aux_k", "aux_coefficient", "skip_connection")
+ADDED_SETTINGS = ("aux_k", "aux_coefficient", "skip_connection", "encoder_init")
 """Settings newer than some checkpoints: one a checkpoint does not record had its default
-(AuxK off, no skip term), so a resume compares against that."""
+(AuxK off, no skip term, uniform encoders), so a resume compares against that."""

@@ -122,6 +122,17 @@ class LossModule(nn.Module):
         return lambda t: distributed.all_reduce_sum(t, info) / info.world_size
 
 
+def input_samples(source: BatchSource, settings: TrainSettings, s_in: Tensor) -> Tensor:
+    """The first `n_features` tokens' normalised inputs [n, n_layers, d] (from the batches of
+    the first steps, which training then reads again), for `encoder_init` "data"."""
+    taken: list[Tensor] = []
+    step = 0
+    while sum(len(x) for x in taken) < settings.n_features:
+        taken.append(source.batch(step, None)[0])
+        step += 1
+    return torch.cat(taken)[: settings.n_features].float() * s_in[None, :, None].float()
+
+
 def check_settings(settings: TrainSettings) -> None:
     """Refuse settings that cannot train (one line each)."""
     if settings.aux_k < 0 or settings.aux_coefficient < 0:
@@ -207,7 +218,8 @@ def _train(
     variance = (stats.out_variance() * s_out.double() ** 2).float().to(device)
     config = source_config(settings, source)
     means = (stats.mean_out * s_out.double()[:, None]).float()
-    transcoder = init_transcoder(config, settings, means).to(device)
+    samples = input_samples(source, settings, s_in) if settings.encoder_init == "data" else None
+    transcoder = init_transcoder(config, settings, means, samples).to(device)
     params = parameter_list(transcoder)
     optimizer = make_optimizer([p for _, p in params], settings.lr)
     tracker = FeatureTracker(config.n_layers, settings.n_features, settings.dead_after_tokens)
