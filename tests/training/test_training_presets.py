@@ -18,13 +18,27 @@ from circuitscope.training.presets import preset_values
 # The recipes as docs/training.md states them ("Presets").
 DOCUMENTED = {
     ("demo", "cpu"): dict(
-        kind="plt", n_features=4096, activation="topk", k=32, steps=440, skip_connection=True
+        kind="plt",
+        n_features=2048,
+        activation="topk",
+        k=32,
+        steps=600,
+        skip_connection=True,
+        encoder_init="data",
+        context_length=129,
     ),
     ("quality", "cpu"): dict(
         kind="plt", n_features=4096, activation="topk", k=32, steps=2800, skip_connection=True
     ),
     ("demo", "cuda"): dict(
-        kind="plt", n_features=16384, activation="topk", k=32, steps=1760, skip_connection=True
+        kind="plt",
+        n_features=8192,
+        activation="topk",
+        k=32,
+        steps=2400,
+        skip_connection=True,
+        encoder_init="data",
+        context_length=129,
     ),
     ("quality", "cuda"): dict(
         kind="plt", n_features=16384, activation="topk", k=32, steps=12000, skip_connection=True
@@ -41,9 +55,9 @@ def test_presets_resolve_to_the_documented_settings(name: str, device: str):
     assert config.batch_size == batch and config.model_dtype == "bfloat16"
     tokens = config.steps * config.batch_size
     documented_tokens = {
-        ("demo", "cpu"): 450_560,
+        ("demo", "cpu"): 614_400,
         ("quality", "cpu"): 2_867_200,
-        ("demo", "cuda"): 7_208_960,
+        ("demo", "cuda"): 9_830_400,
         ("quality", "cuda"): 49_152_000,
     }
     assert tokens == documented_tokens[name, device]
@@ -104,7 +118,7 @@ def test_an_option_given_at_its_default_still_wins_over_the_preset():
     _, quality = parse_command(["train", "m", "o", "--preset", "quality", "--no-skip-connection"])
     assert quality.skip_connection is False and quality.steps == 2800
     _, demo = parse_command(["train", "m", "o", "--preset", "demo", "--no-skip-connection"])
-    assert demo.skip_connection is False and demo.steps == 440
+    assert demo.skip_connection is False and demo.steps == 600
     _, untouched = parse_command(["train", "m", "o", "--preset", "quality"])
     assert untouched.skip_connection is True
 
