@@ -17,7 +17,12 @@ from typing import Literal
 import pytest
 import torch
 from ddp_runs import run_one_and_two
-from training_fixtures import TOPK_PLT_RUN, tiny_store_fixture, transcoder_weights  # noqa: F401
+from training_fixtures import (  # noqa: F401
+    TOPK_PLT_RUN,
+    rewind_to_checkpoint,
+    tiny_store_fixture,
+    transcoder_weights,
+)
 
 from circuitscope.cli import build_parser, main
 from circuitscope.cli_args import config_from_namespace, read_settings_file
@@ -371,9 +376,7 @@ def test_a_run_with_aux_k_resumes_exactly(tiny_store: Path, tmp_path: Path):
     assert main(["train", str(tiny_store), str(whole), *flags]) == 0
     assert json.loads((whole / "train_config.json").read_text())["aux_k"] == 8
     shutil.copytree(whole, cut)
-    shutil.rmtree(cut / "transcoder")
-    shutil.rmtree(cut / "checkpoints" / "step-00000012")
-    (cut / "checkpoints" / "latest").write_text("step-00000006\n")
+    rewind_to_checkpoint(cut, 6, 12)
     assert main(["train", str(cut), "--resume", "--no-progress"]) == 0
     log = [json.loads(line) for line in (cut / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 13))

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_fixtures import TOPK_PLT_RUN, tiny_store_fixture, transcoder_weights  # noqa: F401
+from training_fixtures import (
+    TOPK_PLT_RUN,
+    rewind_to_checkpoint,
+    tiny_store_fixture,  # noqa: F401
+    transcoder_weights,
+)  # noqa: F401
 
 from circuitscope.cli import main
 from circuitscope.data.store_reader import ActivationStore
@@ -68,9 +73,7 @@ def test_a_run_with_data_encoders_resumes_exactly(tiny_store: Path, tmp_path: Pa
     assert main(["train", str(tiny_store), str(whole), *flags]) == 0
     assert json.loads((whole / "train_config.json").read_text())["encoder_init"] == "data"
     shutil.copytree(whole, cut)
-    shutil.rmtree(cut / "transcoder")
-    shutil.rmtree(cut / "checkpoints" / "step-00000012")
-    (cut / "checkpoints" / "latest").write_text("step-00000006\n")
+    rewind_to_checkpoint(cut, 6, 12)
     assert main(["train", str(cut), "--resume", "--no-progress"]) == 0
     a, b = transcoder_weights(whole / "transcoder"), transcoder_weights(cut / "transcoder")
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)

@@ -4,12 +4,11 @@ resumes exactly."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from training_fixtures import model_and_corpus_folders, transcoder_weights
+from training_fixtures import model_and_corpus_folders, rewind_to_checkpoint, transcoder_weights
 
 from circuitscope.cli import main, parse_command
 from circuitscope.commands.training_commands import TrainConfig, with_preset
@@ -97,9 +96,7 @@ def test_a_preset_run_resumes_exactly(tmp_path: Path):
     assert saved["preset"] == "demo" and saved["kind"] == "plt" and saved["k"] == 4
     assert saved["activation"] == "topk" and saved["model_dtype"] == "bfloat16"
     # Undo the second half of `cut`: back to its step-4 checkpoint, then resume.
-    shutil.rmtree(cut / "transcoder")
-    shutil.rmtree(cut / "checkpoints" / "step-00000008")
-    (cut / "checkpoints" / "latest").write_text("step-00000004\n")
+    rewind_to_checkpoint(cut, 4, 8)
     assert main(["train", str(cut), "--resume", "--no-progress"]) == 0
     a, b = transcoder_weights(whole / "transcoder"), transcoder_weights(cut / "transcoder")
     assert a.keys() == b.keys() and len(a) > 0

@@ -15,7 +15,12 @@ from typing import Literal
 
 import pytest
 import torch
-from training_fixtures import TOPK_PLT_RUN, tiny_store_fixture, transcoder_weights  # noqa: F401
+from training_fixtures import (
+    TOPK_PLT_RUN,
+    rewind_to_checkpoint,
+    tiny_store_fixture,  # noqa: F401
+    transcoder_weights,
+)  # noqa: F401
 
 from circuitscope.cli import build_parser, main
 from circuitscope.cli_args import config_from_namespace
@@ -163,9 +168,7 @@ def test_a_run_with_a_skip_term_resumes_exactly(tiny_store: Path, tmp_path: Path
     assert main(["train", str(tiny_store), str(whole), *flags]) == 0
     assert json.loads((whole / "train_config.json").read_text())["skip_connection"] is True
     shutil.copytree(whole, cut)
-    shutil.rmtree(cut / "transcoder")
-    shutil.rmtree(cut / "checkpoints" / "step-00000012")
-    (cut / "checkpoints" / "latest").write_text("step-00000006\n")
+    rewind_to_checkpoint(cut, 6, 12)
     assert main(["train", str(cut), "--resume", "--no-progress"]) == 0
     a, b = transcoder_weights(whole / "transcoder"), transcoder_weights(cut / "transcoder")
     assert any("W_skip" in key for key in a) and a.keys() == b.keys()

@@ -58,3 +58,13 @@ def transcoder_weights(folder: Path) -> dict:
     for file in sorted(folder.glob("layer_*.safetensors")):
         out.update({f"{file.name}/{k}": v for k, v in load_file(file).items()})
     return out
+
+
+def rewind_to_checkpoint(run: Path, step: int, last_step: int) -> None:
+    """Undo the end of a finished run: drop its transcoder and its last checkpoint
+    (`last_step`) and name the one at `step` latest, as if it had stopped there."""
+    import shutil
+
+    shutil.rmtree(run / "transcoder")
+    shutil.rmtree(run / "checkpoints" / f"step-{last_step:08d}")
+    (run / "checkpoints" / "latest").write_text(f"step-{step:08d}\n")
