@@ -86,6 +86,7 @@ def test_the_setting_must_match_to_resume_and_old_checkpoints_were_uniform():
     assert resume_conflicts(old, TrainSettings(encoder_init="data")) == ["encoder_init"]
 
 
+@pytest.mark.slow
 def test_data_encoders_leave_fewer_features_dead_on_the_tiny_store(
     tiny_store: Path, tmp_path: Path
 ):
