@@ -1,4 +1,4 @@
-"""The attribution benchmark's FLOP count (benchmarks/attribution_fair.py) on hand-counted cases."""
+"""benchmarks/attribution_fair.py: its FLOP count on hand-counted cases, and its run history."""
 
 from __future__ import annotations
 
@@ -82,3 +82,16 @@ def test_a_case_without_circuit_tracer_says_whether_it_ran() -> None:
     assert fair.ratio_lines(alone) == ["| clt | 32 | circuit-tracer not run | | | |"]
     failed = {**alone, "runs": {"ours b32": [{}], "peer b512": [{"skipped": "over 15 min"}]}}
     assert fair.ratio_lines(failed) == ["| clt | 32 | circuit-tracer did not finish | | | |"]
+
+
+def test_reuse_reads_back_the_fastest_run_of_the_same_settings(tmp_path: Path) -> None:
+    fair = _fair()
+    spec, other = {"batch_size": 32}, {"batch_size": 128}
+    assert fair.fastest_recorded(tmp_path, spec) is None
+    fair.record_run(tmp_path, spec, {"seconds": 30.1, "peak_rss_mb": 900.0})
+    fair.record_run(tmp_path, spec, {"seconds": 29.3, "peak_rss_mb": 910.0})
+    fair.record_run(tmp_path, other, {"seconds": 5.0, "peak_rss_mb": 100.0})
+    fair.record_run(tmp_path, spec, {"seconds": 31.0, "peak_rss_mb": 800.0})
+    assert fair.fastest_recorded(tmp_path, spec) == {"seconds": 29.3, "peak_rss_mb": 910.0}
+    assert fair.fastest_recorded(tmp_path, other)["seconds"] == 5.0
+    assert fair.fastest_recorded(tmp_path, {"batch_size": 64}) is None
