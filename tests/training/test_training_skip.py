@@ -3,7 +3,6 @@
 The loss by hand; the training forward equals the module's with the term; W_skip starts
 at 0 and learns; the folded transcoder acts on raw activations as in training; a run
 with it resumes exactly; checkpoints from before the setting resume as skip-free.
-`--skip-layers N` keeps the term in the first N layers: the later ones stay exactly 0.
 """
 
 from __future__ import annotations
@@ -27,12 +26,11 @@ from circuitscope.cli import build_parser, main
 from circuitscope.cli_args import config_from_namespace
 from circuitscope.commands.training_commands import TrainConfig
 from circuitscope.data.store_reader import ActivationStore
-from circuitscope.errors import CircuitscopeError
 from circuitscope.training.forward import training_forward
 from circuitscope.training.init import init_transcoder, training_config
 from circuitscope.training.settings import TrainSettings
 from circuitscope.training.sources import StoreSource
-from circuitscope.training.trainer import LossModule, check_settings, resume_conflicts, train
+from circuitscope.training.trainer import LossModule, resume_conflicts, train
 from circuitscope.transcoders.config import TranscoderConfig
 from circuitscope.transcoders.initialize import random_transcoder
 from circuitscope.transcoders.transcoder import Transcoder
@@ -182,69 +180,3 @@ def test_checkpoints_from_before_the_setting_resume_only_without_it():
     del old["skip_connection"]
     assert resume_conflicts(old, TrainSettings()) == []
     assert resume_conflicts(old, TrainSettings(skip_connection=True)) == ["skip_connection"]
-
-
-def _three_layer_skip_transcoder() -> Transcoder:
-    config = TranscoderConfig(
-        kind="plt",
-        n_layers=3,
-        d_model=8,
-        n_features=[5, 6, 7],
-        activation="topk",
-        activation_params={"k": 2, "relu": True},
-        skip_connection=True,
-    )
-    return random_transcoder(config, seed=3)
-
-
-def test_skip_layers_adds_the_term_in_the_first_layers_only():
-    transcoder = _three_layer_skip_transcoder()
-    x = torch.randn(4, 3, 8, generator=torch.Generator().manual_seed(0))
-    every = training_forward(transcoder, x).reconstruction
-    first = training_forward(transcoder, x, skip_layers=1).reconstruction
-    with torch.no_grad():
-        for layer in (1, 2):
-            transcoder.layer(layer).W_skip.zero_()  # type: ignore[union-attr]
-    zeroed = training_forward(transcoder, x).reconstruction
-    assert torch.allclose(first, zeroed, atol=1e-6)
-    assert torch.equal(first[:, 0], every[:, 0])
-    assert (first[:, 1:] - every[:, 1:]).abs().max() > 0.1  # the later terms were left out
-
-
-def test_skip_layers_is_refused_without_a_skip_term_or_past_the_last_layer():
-    with pytest.raises(CircuitscopeError, match="--skip-layers needs --skip-connection"):
-        check_settings(TrainSettings(skip_layers=2), n_layers=3)
-    with pytest.raises(CircuitscopeError, match="must be >= 0"):
-        check_settings(TrainSettings(skip_connection=True, skip_layers=-1), n_layers=3)
-    with pytest.raises(CircuitscopeError, match="--skip-layers 4: the model has 3 layers"):
-        check_settings(TrainSettings(skip_connection=True, skip_layers=4), n_layers=3)
-    check_settings(TrainSettings(skip_connection=True, skip_layers=3), n_layers=3)
-
-
-def test_a_run_with_skip_layers_keeps_the_later_terms_at_zero_and_resumes_exactly(
-    tiny_store: Path, tmp_path: Path
-):
-    flags = ["--kind", "plt", "--activation", "topk", "--k", "4", "--n-features", "64"]
-    flags += ["--batch-size", "256", "--steps", "12", "--autocast", "off", "--no-progress"]
-    flags += ["--skip-connection", "--skip-layers", "2", "--log-every", "1"]
-    flags += ["--checkpoint-every", "6", "--keep-checkpoints", "4"]
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    assert main(["train", str(tiny_store), str(whole), *flags]) == 0
-    assert json.loads((whole / "train_config.json").read_text())["skip_layers"] == 2
-    a = transcoder_weights(whole / "transcoder")
-    assert a["layer_0.safetensors/W_skip"].abs().max() > 1e-3
-    assert a["layer_1.safetensors/W_skip"].abs().max() > 1e-3
-    assert torch.equal(a["layer_2.safetensors/W_skip"], torch.zeros(32, 32))
-    shutil.copytree(whole, cut)
-    rewind_to_checkpoint(cut, 6, 12)
-    assert main(["train", str(cut), "--resume", "--no-progress"]) == 0
-    b = transcoder_weights(cut / "transcoder")
-    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
-
-
-def test_checkpoints_from_before_skip_layers_resume_as_every_layer():
-    old = dataclasses.asdict(TrainSettings(skip_connection=True))
-    del old["skip_layers"]
-    assert resume_conflicts(old, TrainSettings(skip_connection=True)) == []
-    changed = TrainSettings(skip_connection=True, skip_layers=2)
-    assert resume_conflicts(old, changed) == ["skip_layers"]

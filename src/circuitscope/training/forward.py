@@ -235,12 +235,11 @@ def _decode(a: Tensor, h: Tensor, activation: Any, decoder: Tensor, sparse: bool
 
 
 def training_forward(
-    transcoder: Transcoder, mlp_in: Tensor, sparse: bool = True, skip_layers: int | None = None
+    transcoder: Transcoder, mlp_in: Tensor, sparse: bool = True
 ) -> TrainingForward:
     """mlp_in: [batch, n_layers, d_model] (the transcoder's input site).
 
-    A transcoder with a skip connection adds each layer's x_l @ W_skip,l to its own layer
-    (skip_layers N: in the first N layers only, the others' W_skip being 0 in training).
+    A transcoder with a skip connection adds each layer's x_l @ W_skip,l to its own layer.
     sparse: TopK layers take the sparse path, and JumpReLU layers decode only the entries
     whose gradients matter (`decode_entries`) when few enough do (same values and
     gradients; False: dense, as the module).
@@ -275,24 +274,18 @@ def training_forward(
     starts = tuple(config.output_layers(layer).start for layer in range(n_layers))
     stacked = sum_layer_outputs(flats, starts, n_layers) + biases
     if config.skip_connection:
-        stacked = stacked + skip_terms(transcoder, mlp_in, skip_layers)
+        stacked = stacked + skip_terms(transcoder, mlp_in)
     return TrainingForward(pre_list, act_list, stacked, top_list)
 
 
-def skip_terms(transcoder: Transcoder, mlp_in: Tensor, first: int | None = None) -> Tensor:
-    """mlp_in: [batch, n_layers, d_model] -> [batch, n_layers, d_model], x_l @ W_skip,l
-    for the first `first` layers (None: all) and 0 for the rest."""
-    n_layers = mlp_in.shape[1]
+def skip_terms(transcoder: Transcoder, mlp_in: Tensor) -> Tensor:
+    """mlp_in: [batch, n_layers, d_model] -> [batch, n_layers, d_model], x_l @ W_skip,l."""
     terms = []
-    for layer in range(n_layers if first is None else first):
+    for layer in range(mlp_in.shape[1]):
         weight = transcoder.layer(layer).W_skip
         assert weight is not None
         terms.append(mlp_in[:, layer].to(weight.dtype) @ weight)
-    stacked = torch.stack(terms, dim=1)
-    if stacked.shape[1] == n_layers:
-        return stacked
-    rest = stacked.new_zeros(stacked.shape[0], n_layers - stacked.shape[1], stacked.shape[2])
-    return torch.cat([stacked, rest], dim=1)
+    return torch.stack(terms, dim=1)
 
 
 AUX_DENSE_RATIO = 16

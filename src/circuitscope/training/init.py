@@ -49,9 +49,9 @@ def init_transcoder(
 
     W_enc ~ U(±1/√d), W_dec ~ U(±1/√(n_layers·d)), b_enc = 0, θ = threshold_init,
     b_dec[l] = the mean of layer l's normalised target (output_means: [n_layers, d]),
-    W_skip = 0 (the run starts as the skip-free transcoder of the same seed), and frozen
-    from layer `settings.skip_layers` on when that is set. With `settings.encoder_init`
-    "data", the encoders come from `input_samples` instead (`data_encoders`).
+    W_skip = 0 (the run starts as the skip-free transcoder of the same seed). With
+    `settings.encoder_init` "data", the encoders come from `input_samples` instead
+    (`data_encoders`).
     """
     generator = torch.Generator().manual_seed(settings.seed)
     transcoder = Transcoder(config)
@@ -65,8 +65,6 @@ def init_transcoder(
         block.b_enc.zero_()
         if block.W_skip is not None:
             block.W_skip.zero_()
-            if 0 < settings.skip_layers <= layer:
-                block.W_skip.requires_grad_(False)
         block.b_dec.copy_(output_means[layer].to(block.b_dec.dtype))
         threshold = getattr(block.activation, "threshold", None)
         if threshold is not None:

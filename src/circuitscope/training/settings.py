@@ -24,11 +24,6 @@ class TrainSettings:
     """Also learn a linear skip term per layer, ŷ_l += x_l W_skip,l (d_model × d_model,
     starting at 0; a "skip transcoder", Paulo et al. 2025): the MLP's linear part is then
     carried by W_skip instead of by features or error nodes."""
-    skip_layers: int = 0
-    """With skip_connection: learn the skip term of the first N layers only; the later
-    layers' W_skip stay 0 (in the demo search a late layer's skip term raised its error
-    nodes' share of the graph's influence, an early layer's lowered it; docs/training.md).
-    0: every layer."""
     steps: int = 600
     """Optimizer steps."""
     batch_size: int = 512
@@ -109,12 +104,10 @@ RESUME_KEYS = (
     "aux_coefficient",
     "skip_connection",
     "encoder_init",
-    "skip_layers",
 )
 """Settings that must match a checkpoint for `--resume` to continue the same run, and
 `dead_after_tokens` when aux_k > 0 (it then chooses the features AuxK trains)."""
 
-ADDED_SETTINGS = ("aux_k", "aux_coefficient", "skip_connection", "encoder_init", "skip_layers")
+ADDED_SETTINGS = ("aux_k", "aux_coefficient", "skip_connection", "encoder_init")
 """Settings newer than some checkpoints: one a checkpoint does not record had its default
-(AuxK off, no skip term, uniform encoders, a skip term in every layer), so a resume
-compares against that."""
+(AuxK off, no skip term, uniform encoders), so a resume compares against that."""

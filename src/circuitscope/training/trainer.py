@@ -85,7 +85,7 @@ class LossModule(nn.Module):
         self, x: Tensor, y: Tensor, lam: float, dead: list[Tensor] | None = None
     ) -> tuple[Tensor, dict[str, Tensor], TrainingForward]:
         """dead: per layer, the indices of the features counted dead (for AuxK)."""
-        out = training_forward(self.transcoder, x, skip_layers=self.settings.skip_layers or None)
+        out = training_forward(self.transcoder, x)
         recon = reconstruction_loss(out.reconstruction, y)
         terms = {"reconstruction": recon}
         loss = recon
@@ -133,22 +133,14 @@ def input_samples(source: BatchSource, settings: TrainSettings, s_in: Tensor) ->
     return torch.cat(taken)[: settings.n_features].float() * s_in[None, :, None].float()
 
 
-def check_settings(settings: TrainSettings, n_layers: int) -> None:
-    """Refuse settings that cannot train on a model of `n_layers` layers (one line each)."""
+def check_settings(settings: TrainSettings) -> None:
+    """Refuse settings that cannot train (one line each)."""
     if settings.aux_k < 0 or settings.aux_coefficient < 0:
         raise CircuitscopeError("--aux-k and --aux-coefficient must be >= 0")
     if settings.aux_k > 0 and settings.activation == "relu":
         raise CircuitscopeError(
             "--aux-k needs --activation topk, batchtopk or jumprelu: a ReLU feature counted "
             "dead had no positive pre-activation, so AuxK would train nothing"
-        )
-    if settings.skip_layers < 0:
-        raise CircuitscopeError("--skip-layers must be >= 0 (0: every layer)")
-    if settings.skip_layers > 0 and not settings.skip_connection:
-        raise CircuitscopeError("--skip-layers needs --skip-connection")
-    if settings.skip_layers > n_layers:
-        raise CircuitscopeError(
-            f"--skip-layers {settings.skip_layers}: the model has {n_layers} layers"
         )
 
 
@@ -218,7 +210,7 @@ def _train(
     progress: bool,
     info: distributed.DistInfo,
 ) -> TrainResult:
-    check_settings(settings, source.n_layers)
+    check_settings(settings)
     device = info.device
     torch.manual_seed(settings.seed)
     stats = source.stats
