@@ -18,7 +18,7 @@ from training_fixtures import (
     rewind_to_checkpoint,
     tiny_store_fixture,  # noqa: F401
     transcoder_weights,
-)  # noqa: F401
+)
 
 from circuitscope.cli import main
 from circuitscope.data.store_reader import ActivationStore

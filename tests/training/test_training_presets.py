@@ -14,34 +14,25 @@ from circuitscope.cli import main, parse_command
 from circuitscope.commands.training_commands import TrainConfig, with_preset
 from circuitscope.training.presets import preset_values
 
-# The recipes as docs/training.md states them ("Presets").
+# The recipes as docs/training.md states them ("Presets"); on CUDA wider and longer.
+_DEMO = dict(
+    kind="plt",
+    n_features=2048,
+    activation="topk",
+    k=32,
+    steps=600,
+    skip_connection=True,
+    encoder_init="data",
+    context_length=129,
+)
+_QUALITY = dict(
+    kind="plt", n_features=4096, activation="topk", k=32, steps=2800, skip_connection=True
+)
 DOCUMENTED = {
-    ("demo", "cpu"): dict(
-        kind="plt",
-        n_features=2048,
-        activation="topk",
-        k=32,
-        steps=600,
-        skip_connection=True,
-        encoder_init="data",
-        context_length=129,
-    ),
-    ("quality", "cpu"): dict(
-        kind="plt", n_features=4096, activation="topk", k=32, steps=2800, skip_connection=True
-    ),
-    ("demo", "cuda"): dict(
-        kind="plt",
-        n_features=8192,
-        activation="topk",
-        k=32,
-        steps=2400,
-        skip_connection=True,
-        encoder_init="data",
-        context_length=129,
-    ),
-    ("quality", "cuda"): dict(
-        kind="plt", n_features=16384, activation="topk", k=32, steps=12000, skip_connection=True
-    ),
+    ("demo", "cpu"): _DEMO,
+    ("quality", "cpu"): _QUALITY,
+    ("demo", "cuda"): {**_DEMO, "n_features": 8192, "steps": 2400},
+    ("quality", "cuda"): {**_QUALITY, "n_features": 16384, "steps": 12000},
 }
 
 

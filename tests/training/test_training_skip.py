@@ -20,7 +20,7 @@ from training_fixtures import (
     rewind_to_checkpoint,
     tiny_store_fixture,  # noqa: F401
     transcoder_weights,
-)  # noqa: F401
+)
 
 from circuitscope.cli import build_parser, main
 from circuitscope.cli_args import config_from_namespace
