@@ -49,6 +49,16 @@ def check_output_file(path: str | Path, flag: str = "-o") -> Path:
     return file
 
 
+def new_output_folder(path: str | Path, force: bool) -> Path:
+    """A folder to write into: new or empty, or anything but a file with `force`."""
+    folder = Path(path).expanduser()
+    if folder.is_file():
+        raise CircuitscopeError(f"{folder} is a file; give a folder to write")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise CircuitscopeError(f"{folder} exists and is not empty (pass --force to write into it)")
+    return folder
+
+
 def check_output_folder(path: str | Path, own_files: Collection[str], flag: str = "-o") -> Path:
     """A folder to write `own_files` into: new, empty, or holding a previous output of the
     same kind (one of `own_files`); never a file or someone else's folder."""

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Literal
 
 from circuitscope.cli_args import positional
 from circuitscope.commands import Command
-from circuitscope.errors import CircuitscopeError
 
 if TYPE_CHECKING:
     from circuitscope.transcoders.transcoder import Transcoder
@@ -32,14 +31,11 @@ class ConvertConfig:
 
 def convert_command(config: ConvertConfig) -> int:
     """Convert a transcoder between formats, one layer at a time."""
+    from circuitscope.outputs import new_output_folder
     from circuitscope.transcoders.formats import write_format
     from circuitscope.transcoders.transcoder import Transcoder
 
-    dst = Path(config.dst).expanduser()
-    if dst.is_file():
-        raise CircuitscopeError(f"{dst} is a file; give a folder to write")
-    if dst.is_dir() and any(dst.iterdir()) and not config.force:
-        raise CircuitscopeError(f"{dst} exists and is not empty (pass --force to write into it)")
+    dst = new_output_folder(config.dst, config.force)
     transcoder = Transcoder.load(config.src, lazy=True, format=config.source_format)
     write_format(transcoder, dst, config.to)
     cfg = transcoder.config
