@@ -59,7 +59,7 @@ class CollectConfig(BosOption, InputSiteOption, CorpusOptions, ModelOptions):
     """Write into OUT even if it exists and is not empty."""
 
 
-def save_config(folder: Path, name: str, config: Any) -> None:
+def _save_config(folder: Path, name: str, config: Any) -> None:
     from circuitscope.configs import config_to_dict
     from circuitscope.outputs import write_json
 
@@ -114,7 +114,7 @@ def collect_command(config: CollectConfig) -> int:
         bos=config.bos,
         sink_token_id=_sink_id(loaded.tokenizer, config.bos),
     )
-    save_config(folder, "collect_config.json", config)
+    _save_config(folder, "collect_config.json", config)
     manifest = collect_activations(
         loaded.adapter,
         batched(contexts, config.batch_size),
@@ -211,14 +211,14 @@ def train_command(config: TrainConfig) -> int:
     source, context_start = training_source(config, settings)
     main_process = os.environ.get("RANK", "0") == "0"  # torchrun sets RANK
     if main_process and (not config.resume or not (out / "train_config.json").exists()):
-        save_config(out, "train_config.json", config)
+        _save_config(out, "train_config.json", config)
     try:
         result = train(source, settings, out, resume=config.resume, progress=config.progress)
     finally:
         if hasattr(source, "close"):
             source.close()
     if result.transcoder_path is not None:
-        save_config(result.transcoder_path, "train_config.json", config)
+        _save_config(result.transcoder_path, "train_config.json", config)
         from circuitscope.training.plots import plot_run
 
         plot_run(out)
@@ -343,7 +343,7 @@ def eval_command(config: EvalConfig) -> int:
     report.data = {"corpus": config.corpus, "split": "heldout", "model": config.model}
     report.data.update(bos=config.bos, sink_token_id=sink)
     write_json(folder / "eval.json", dataclasses.asdict(report), indent=2)
-    save_config(folder, "eval_config.json", config)
+    _save_config(folder, "eval_config.json", config)
     print_report(report)
     print(_context_start(config.bos, sink, loaded.tokenizer))
     print(f"wrote {folder / 'eval.json'}")
