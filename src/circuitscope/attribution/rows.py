@@ -230,10 +230,10 @@ class RowComputer:
         shape = (self.batch_size, graph.length, self.replacement.adapter.d_model)
         grads: dict[str, Tensor] = {}
         for row, injection in enumerate(injections):
-            grad = grads.setdefault(
-                injection.site,
-                torch.zeros(shape, dtype=self.replacement.adapter.dtype, device=device),
-            )
+            if injection.site not in grads:  # one buffer per site, not one per target
+                dtype = self.replacement.adapter.dtype
+                grads[injection.site] = torch.zeros(shape, dtype=dtype, device=device)
+            grad = grads[injection.site]
             grad[row, injection.position] = injection.vector.to(grad.dtype)
         self._rows = torch.zeros(
             self.batch_size, self._every.n_columns, dtype=self.dtype, device=device
@@ -321,7 +321,7 @@ class RowComputer:
 
     def _token_edges(self, grad: Tensor) -> None:
         length = grad.shape[1]
-        edges = (grad.to(self.dtype) * self._tokens[:length]).sum(-1)
+        edges = torch.einsum("btd,td->bt", grad.to(self.dtype), self._tokens[:length])
         start = self._every.token_columns.start
         self._rows[:, start : start + length] = edges
 
@@ -331,7 +331,7 @@ class RowComputer:
         length = grad.shape[1]
         errors = self.replacement.errors[layer, :length]
         start = self._every.error_columns(layer).start
-        edges = (grad * errors).sum(-1)
+        edges = torch.einsum("btd,td->bt", grad, errors)  # no [B, T, d] product made
         edges[:, SINK] = 0.0  # the sink's error is a constant of the model, not a node
         self._rows[:, start : start + length] = edges
         table = self._tables.get(layer)
