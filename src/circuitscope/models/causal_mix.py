@@ -52,16 +52,15 @@ class _CausalMix(torch.autograd.Function):
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[None, Tensor, None]:  # type: ignore[override]
         (probs,) = ctx.saved_tensors  # type: ignore[attr-defined]
         bounds = ctx.bounds  # type: ignore[attr-defined]
-        pieces = [
-            torch.matmul(probs[:, start:, start:end].transpose(1, 2), grad[:, start:])
-            for start, end in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-        return None, torch.cat(pieces, dim=1), None
+        out = grad.new_empty(probs.shape[0], probs.shape[2], grad.shape[-1])
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):  # each block in place
+            key_block = probs[:, start:, start:end].transpose(1, 2)
+            torch.matmul(key_block, grad[:, start:], out=out[:, start:end])
+        return None, out, None
 
 
 def _mix(probs: Tensor, columns: Tensor, bounds: tuple[int, ...]) -> Tensor:
-    pieces = [
-        torch.matmul(probs[:, start:end, :end], columns[:, :end])
-        for start, end in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    return torch.cat(pieces, dim=1)
+    out = columns.new_empty(probs.shape[0], probs.shape[1], columns.shape[-1])
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        torch.matmul(probs[:, start:end, :end], columns[:, :end], out=out[:, start:end])
+    return out
