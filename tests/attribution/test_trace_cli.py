@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from circuitscope.cli import main
 from circuitscope.graph.files import load_graph
@@ -165,3 +166,33 @@ def test_a_trace_folders_config_is_a_valid_config_file(folders, tmp_path):
     assert main([*args, "-o", str(second), "--config", config]) == 0
     graph, pruned = load_graph(second), load_graph(second, "pruned")
     assert pruned.metadata["pruning"]["node_threshold"] == 0.7 and graph.n_logits <= 2
+
+
+def test_the_summary_says_when_no_feature_survives_pruning(folders, tmp_path, capsys, monkeypatch):
+    """A pruned graph of error and token nodes only (random transcoders at long prompts)
+    gets a plain sentence, not an empty 'top features (of 0 kept)' list."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import circuitscope.commands.attribution_commands as commands
+    from circuitscope.graph.graph import ERROR, FEATURE
+
+    real_summary = commands.print_summary
+
+    def summary_without_features(result, top=10):
+        real = result.pruned
+        pruned = SimpleNamespace(
+            n_nodes=real.n_nodes,
+            n_edges=real.n_edges,
+            node_influence=real.node_influence,
+            node_kind=torch.full_like(real.node_kind, ERROR),
+        )
+        assert bool((real.node_kind == FEATURE).any())  # the real graph had some
+        real_summary(dataclasses.replace(result, pruned=pruned))
+
+    model, transcoder = folders
+    args = ["trace", str(model), str(transcoder), "The capital of France is", "-o", str(tmp_path)]
+    monkeypatch.setattr(commands, "print_summary", summary_without_features)
+    assert main([*args, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "no feature node survives pruning" in printed and "top features" not in printed

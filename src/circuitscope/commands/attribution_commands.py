@@ -101,6 +101,12 @@ def print_summary(result: TraceResult, top: int = 10) -> None:
     if pruned.node_influence is None:
         return
     features = (pruned.node_kind == FEATURE).nonzero().flatten()
+    if not len(features):
+        print(
+            "no feature node survives pruning: the pruned graph runs through error and token "
+            "nodes only (a higher --node-threshold keeps more)"
+        )
+        return
     order = pruned.node_influence[features].argsort(descending=True)[:top]
     print(f"top features by influence (of {len(features)} kept):")
     for index in features[order].tolist():
