@@ -95,6 +95,8 @@ CASES = [
     (["convert", "{transcoder}", "{transcoder}"], "exists and is not empty"),
     (["convert", "{root}/missing-tc", "{root}/out/c"], "missing-tc"),
     (["collect", "{model}", "{transcoder}"], "not empty"),
+    (["collect", "{model}", "{plain}"], "is a file; give a folder to write"),
+    (["convert", "{transcoder}", "{plain}"], "is a file; give a folder to write"),
     (["collect", "{model}", "{root}/out/s", "--tokens", "0"], "--tokens must be positive"),
     # features, feature
     (["features", "{model}", "{other}", "-o", "{root}/out/f"], "does not fit"),
