@@ -6,7 +6,7 @@ from torch import nn
 from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from circuitscope.models.norms import apply_norm, norm_scale
+from circuitscope.models.norms import apply_norm, frozen_norm, norm_scale
 
 D = 16
 
@@ -48,3 +48,28 @@ def test_frozen_scale_makes_the_norm_linear(kind):
     torch.testing.assert_close(difference, frozen(dx) - frozen(torch.zeros_like(dx)))
     # The live norm is not linear: the frozen one differs from it off the recorded point.
     assert (module(x + dx) - frozen(x + dx)).abs().max().item() > 1e-2
+
+
+@pytest.mark.parametrize("kind", ["rms", "rms_offset", "layer"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_frozen_norm_has_apply_norms_values_and_gradient(kind, dtype):
+    module = _modules()[kind].to(dtype)
+    generator = torch.Generator().manual_seed(3)
+    x = (torch.randn(1, 4, D, generator=generator) * 3).to(dtype)
+    scale = norm_scale(kind, module, x)  # type: ignore[arg-type]
+    grad = torch.randn(3, 4, D, generator=generator).to(dtype)
+    batch = x.expand(3, -1, -1)
+    live = batch.clone().requires_grad_(True)
+    fused = batch.clone().requires_grad_(True)
+    expected = apply_norm(kind, module, live, scale)  # type: ignore[arg-type]
+    got = frozen_norm(kind, module, fused, scale)  # type: ignore[arg-type]
+    assert torch.equal(got, expected)
+    (expected_grad,) = torch.autograd.grad(expected, live, grad)
+    (got_grad,) = torch.autograd.grad(got, fused, grad)
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-14
+    torch.testing.assert_close(got_grad, expected_grad, atol=0, rtol=tolerance)
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    scaled = (weight.detach() if kind == "rms" else 1 + weight.detach()) * scale
+    if kind != "layer":  # written out: the gradient is grad ⊙ (s · w)
+        torch.testing.assert_close(got_grad, grad * scaled, atol=0, rtol=tolerance)

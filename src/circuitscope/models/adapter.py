@@ -35,7 +35,7 @@ from circuitscope.models.attention import (
     register_attention,
 )
 from circuitscope.models.frozen import FrozenState
-from circuitscope.models.norms import apply_norm, norm_scale
+from circuitscope.models.norms import frozen_norm, norm_scale
 
 
 @dataclass
@@ -396,7 +396,7 @@ class _FrozenNorm(nn.Module):
         object.__setattr__(self, "original", original)  # not registered as a child
 
     def forward(self, hidden_states: Tensor, *_args: Any, **_kwargs: Any) -> Tensor:
-        return apply_norm(self.kind, self.original, hidden_states, self.scale)
+        return frozen_norm(self.kind, self.original, hidden_states, self.scale)
 
 
 def _parent_and_name(root: nn.Module, path: str) -> tuple[nn.Module, str]:

@@ -7,8 +7,11 @@ value, which makes the norm linear in its input (affine for LayerNorm's bias).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx
 
 from circuitscope.models.architectures import NormKind
 
@@ -40,12 +43,53 @@ def apply_norm(kind: NormKind, module: nn.Module, x: Tensor, scale: Tensor) -> T
     """The norm's output with a given scale. x: [..., d], scale: [..., 1] (broadcasts)."""
     weight = module.weight
     assert isinstance(weight, Tensor)
+    if kind != "layer":
+        return _rms(kind, weight, x, scale)
     xf = x.to(accumulation_dtype(x))
-    if kind == "rms":
-        return weight * (xf * scale).to(x.dtype)
-    if kind == "rms_offset":
-        return ((xf * scale) * (1.0 + weight.to(xf.dtype))).type_as(x)
     centred = xf - xf.mean(dim=-1, keepdim=True)
     out = (centred * scale).to(x.dtype) * weight
     bias = getattr(module, "bias", None)
     return out + bias if isinstance(bias, Tensor) else out
+
+
+def _rms(kind: NormKind, weight: Tensor, x: Tensor, scale: Tensor) -> Tensor:
+    xf = x.to(accumulation_dtype(x))
+    if kind == "rms":
+        return weight * (xf * scale).to(x.dtype)
+    return ((xf * scale) * (1.0 + weight.to(xf.dtype))).type_as(x)
+
+
+def frozen_norm(kind: NormKind, module: nn.Module, x: Tensor, scale: Tensor) -> Tensor:
+    """`apply_norm` with the scale frozen, differentiable in x only (frozen mode's norm).
+
+    The same values as `apply_norm`. For the RMS kinds the map is x ↦ x ⊙ (s · w) (w
+    the weight, or 1 + w), so its backward is one product with that [.., seq, d] factor,
+    made when the gradient arrives, instead of autograd's two passes over the gradient
+    (by w, then by s): batched attribution runs this backward for every norm of every
+    pass. LayerNorm (its mean to subtract) keeps autograd's backward."""
+    if kind == "layer":
+        return apply_norm(kind, module, x, scale)
+    weight = module.weight
+    assert isinstance(weight, Tensor)
+    out = _FrozenRmsNorm.apply(x, weight.detach(), scale.detach(), kind)
+    assert isinstance(out, Tensor)
+    return out
+
+
+class _FrozenRmsNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, x: Tensor, weight: Tensor, scale: Tensor, kind: NormKind
+    ) -> Tensor:
+        ctx.save_for_backward(weight, scale)
+        ctx.kind = kind  # type: ignore[attr-defined]
+        return _rms(kind, weight, x, scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        weight, scale = ctx.saved_tensors
+        acc = accumulation_dtype(grad)
+        gain = weight.to(acc)
+        if ctx.kind == "rms_offset":
+            gain = 1.0 + gain
+        return (grad.to(acc) * (scale.to(acc) * gain)).to(grad.dtype), None, None, None
