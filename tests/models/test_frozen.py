@@ -143,3 +143,26 @@ def test_frozen_values_are_mixed_without_copying_probabilities_per_row():
     expected = torch.matmul(probs.expand(4, -1, -1, -1), value)
     torch.testing.assert_close(mix_values(probs, value), expected, atol=1e-14, rtol=0)
     torch.testing.assert_close(mix_values(probs.expand(4, -1, -1, -1), value), expected)
+
+
+@pytest.mark.parametrize("length", [5, 300])
+def test_grouped_value_heads_are_mixed_without_repeating_them(length):
+    """Grouped-query attention: query head i reads value head i // groups. Short
+    prompts take the dense product, long ones the blockwise one; both equal the
+    product with the value heads repeated, and so does the gradient."""
+    from circuitscope.models.attention import mix_values
+
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.randn(1, 6, length, length, generator=generator, dtype=torch.float64)
+    above = torch.ones(length, length, dtype=torch.bool).triu(1)
+    probs = scores.masked_fill(above, float("-inf")).softmax(-1)
+    value = torch.randn(4, 2, length, 3, generator=generator, dtype=torch.float64)
+    value.requires_grad_(True)
+    repeated = value.repeat_interleave(3, dim=1)
+    expected = torch.matmul(probs.expand(4, -1, -1, -1), repeated)
+    mixed = mix_values(probs, value, groups=3)
+    torch.testing.assert_close(mixed, expected, atol=1e-12, rtol=0)
+    grad = torch.randn(4, 6, length, 3, generator=generator, dtype=torch.float64)
+    (got,) = torch.autograd.grad(mixed, value, grad)
+    (want,) = torch.autograd.grad(expected, value, grad)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)

@@ -86,7 +86,7 @@ def circuitscope_attention(
     if mode == "frozen":
         assert probe is not None
         probs = _checked_frozen(probe, query, key)
-        output = mix_values(probs, _repeat_kv(value, groups))
+        output = mix_values(probs, value, groups)
         return output.transpose(1, 2).contiguous(), probs
     probs = attention_probabilities(
         query, _repeat_kv(key, groups), attention_mask, scaling, softcap
@@ -97,20 +97,24 @@ def circuitscope_attention(
     return output.transpose(1, 2).contiguous(), probs
 
 
-def mix_values(probs: Tensor, value: Tensor) -> Tensor:
-    """probs [1 or B, h, q, k] @ value [B, h, k, d] -> [B, h, q, d].
+def mix_values(probs: Tensor, value: Tensor, groups: int = 1) -> Tensor:
+    """probs [1 or B, h, q, k] @ value [B, h / groups, k, d] -> [B, h, q, d]; query
+    head i reads value head i // groups (grouped-query attention).
 
     Batch-1 probabilities (frozen ones, shared by every row of a batched backward)
     are not copied per row: the batch goes into the matmul's columns instead, so
     autograd keeps one [h, q, k] tensor, not B of them (at 1024 tokens and a
-    batch of 32 that is 36 MB per layer instead of 1.2 GB); and the product skips
-    the zeros above the causal diagonal (`causal_mix`)."""
+    batch of 32 that is 36 MB per layer instead of 1.2 GB); the value heads are not
+    repeated per query head either (`causal_mix` groups them); and the product skips
+    the zeros above the causal diagonal."""
     if probs.shape[0] != 1 or value.shape[0] == 1:
-        return torch.matmul(probs.to(value.dtype), value)
-    batch, heads, keys, width = value.shape
-    columns = value.permute(1, 2, 0, 3).reshape(heads, keys, batch * width)
-    mixed = causal_mix(probs[0].to(value.dtype), columns)  # [h, q, B·d]
-    return mixed.reshape(heads, -1, batch, width).permute(2, 0, 1, 3)
+        return torch.matmul(probs.to(value.dtype), _repeat_kv(value, groups))
+    batch, kv_heads, keys, width = value.shape
+    heads, queries = probs.shape[1], probs.shape[2]
+    columns = value.permute(1, 2, 0, 3).reshape(kv_heads, keys, batch * width)
+    grouped = probs[0].to(value.dtype).view(kv_heads, groups, queries, keys)
+    mixed = causal_mix(grouped, columns)  # [h / groups, groups, q, B·d]
+    return mixed.reshape(heads, queries, batch, width).permute(2, 0, 1, 3)
 
 
 def _checked_frozen(probe: AttentionProbe, query: Tensor, key: Tensor) -> Tensor:
