@@ -1,6 +1,8 @@
+import ctypes
 import sys
 
 import pytest
+import torch
 
 from circuitscope.allocator import return_freed_memory
 
@@ -16,8 +18,8 @@ def test_passes_up_to_the_largest_heap_block_reuse_it():
     assert LARGEST_HEAP_BLOCK == 32 * 2**20
     assert policy_for_passes(32 * 32 * 576 * 4) == "reuse"  # a 32-token batch of 32
     assert policy_for_passes(LARGEST_HEAP_BLOCK) == "reuse"
-    assert policy_for_passes(LARGEST_HEAP_BLOCK + 1) == "return"
-    assert policy_for_passes(32 * 512 * 576 * 4) == "return"  # 512 tokens
+    assert policy_for_passes(LARGEST_HEAP_BLOCK + 1) == "heap passes"
+    assert policy_for_passes(32 * 512 * 576 * 4) == "heap passes"  # 512 tokens
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
@@ -27,4 +29,43 @@ def test_the_policy_for_passes_is_applied_on_linux():
     try:
         assert set_policy_for_passes(1 << 20) == "reuse"
     finally:
+        assert return_freed_memory() is True  # the CLI's default again
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [  # noqa: RUF012 (ctypes' own layout attribute)
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _mapped_bytes_holding(n_bytes: int) -> int:
+    """glibc's bytes in mmapped blocks while a tensor of `n_bytes` is alive."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _Mallinfo2
+    block = torch.ones(n_bytes, dtype=torch.uint8)
+    mapped = int(libc.mallinfo2().hblkhd)
+    del block
+    return mapped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_long_passes_take_their_blocks_from_the_heap_only_inside_a_pass():
+    from circuitscope.allocator import heap_during_pass, set_policy_for_passes
+
+    block = 40 << 20  # larger than any block the heap keeps
+    try:
+        assert set_policy_for_passes(32 * 1024 * 576 * 4) == "heap passes"
+        before = _mapped_bytes_holding(0)
+        assert _mapped_bytes_holding(block) >= before + block  # its own mapping
+        with heap_during_pass():
+            assert _mapped_bytes_holding(block) < before + block  # from the heap
+        # After the pass the freed block stays in the heap (and serves its size again);
+        # a larger one gets its own mapping as before.
+        assert _mapped_bytes_holding(3 * block) >= before + 3 * block
+    finally:
+        assert set_policy_for_passes(1 << 20) == "reuse"
         assert return_freed_memory() is True  # the CLI's default again

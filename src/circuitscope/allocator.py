@@ -10,12 +10,17 @@ every larger block with its own mapping, returned to the system when freed.
 Fresh mappings cost page faults, though, and repeated passes over same-sized
 tensors pay them every time: training (`reuse_freed_memory`) and attribution
 of short prompts (`set_policy_for_passes`) keep such blocks in the heap instead.
+Long prompts' blocks are larger than any the heap will keep; there the policy
+serves every allocation of a backward pass from the heap (`heap_during_pass`),
+and the rest of the run keeps its own mappings.
 """
 
 from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 _THRESHOLD_BYTES = 1 << 20
@@ -58,19 +63,59 @@ def reuse_freed_memory() -> bool:
 
 
 def policy_for_passes(pass_bytes: int) -> str:
-    """ "reuse" or "return": the policy for repeated passes whose largest tensors
+    """ "reuse" or "heap passes": the policy for repeated passes whose largest tensors
     (attribution's gradients, [batch, seq, d_model] each) take `pass_bytes`.
 
     Up to glibc's largest heap block the heap can serve them again every pass;
     with `return_freed_memory` each comes back as fresh pages zeroed by page
     faults (a 32-token trace on 2 CPU threads: 16 s of system time, 20.6 s ->
-    13.1 s with reuse, for ~0.35 GB more resident memory). Larger tensors get
-    their own mappings under either policy, so long prompts return memory at once."""
-    return "reuse" if pass_bytes <= LARGEST_HEAP_BLOCK else "return"
+    13.1 s with reuse, for ~0.35 GB more resident memory). Larger tensors would
+    get their own mappings under "reuse" too, so "heap passes" returns memory at
+    once except inside each backward pass (`heap_during_pass`), whose blocks are
+    kept in the heap for the next pass."""
+    return "reuse" if pass_bytes <= LARGEST_HEAP_BLOCK else "heap passes"
+
+
+_M_MMAP_MAX = -4
+_MMAP_MAX_DEFAULT = 65536  # glibc's own default
+_PASS_TRIM_BYTES = 2 << 30
+_heap_passes = False
 
 
 def set_policy_for_passes(pass_bytes: int) -> str:
     """Apply `policy_for_passes`; returns the policy (applied only on glibc/Linux)."""
+    global _heap_passes
     policy = policy_for_passes(pass_bytes)
-    (reuse_freed_memory if policy == "reuse" else return_freed_memory)()
+    if policy == "reuse":
+        _heap_passes = False
+        reuse_freed_memory()
+    else:
+        _heap_passes = return_freed_memory() and _mallopt(_M_TRIM_THRESHOLD, _PASS_TRIM_BYTES)
     return policy
+
+
+@contextmanager
+def heap_during_pass() -> Iterator[None]:
+    """Under the "heap passes" policy, serve every allocation inside from the heap.
+
+    A backward pass over a long prompt allocates and frees dozens of gradients larger
+    than the heap's largest block; each would come as a fresh mapping, zeroed page by
+    page (at 512 tokens, batch 32, 2 CPU threads: a third of the pass). Inside, glibc
+    maps nothing: the blocks come from the heap, and freed, stay there (up to 2 GB
+    untrimmed) for the next pass. Outside, the run returns memory at once as before.
+    Does nothing under the other policies or off glibc."""
+    if not _heap_passes:
+        yield
+        return
+    _mallopt(_M_MMAP_MAX, 0)
+    try:
+        yield
+    finally:
+        _mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
+
+
+def _mallopt(parameter: int, value: int) -> bool:
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(parameter, value))
+    except (OSError, AttributeError):
+        return False

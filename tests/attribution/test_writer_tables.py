@@ -44,7 +44,7 @@ def test_edges_are_each_writer_dotted_with_its_position_gradient(block_length, l
     positions = torch.sort(torch.randint(0, seq_len, (30,), generator=generator)).values
     positions[:7] = 0  # a crowded sink
     blocks, offsets, slots = place_by_position(positions, seq_len, block_length)
-    writers = WriterSlots(0, seq_len, blocks, offsets, slots, torch.arange(30), [])
+    writers = WriterSlots(0, seq_len, blocks, offsets, slots, torch.arange(30), [], torch.ones(30))
     table = torch.full((writers.n_slots, d), 1e30, dtype=torch.float64)  # padding: unread
     vectors = torch.randn(30, d, generator=generator, dtype=torch.float64)
     table[slots] = vectors

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from circuitscope.allocator import heap_during_pass
 from circuitscope.attribution.columns import ColumnLayout, all_columns
 from circuitscope.attribution.replacement import LocalReplacement
 from circuitscope.attribution.sink import SINK
@@ -226,6 +227,13 @@ class RowComputer:
         if not 0 < len(injections) <= self.batch_size:
             raise ValueError(f"between 1 and {self.batch_size} targets per pass")
         graph = self._graph(self.prefix_length(max(i.position for i in injections)))
+        with heap_during_pass():
+            rows = self._backward(graph, injections)
+        self._rows = rows.new_empty(0, 0)  # this pass's buffer is freed with `rows`
+        return self._split(rows[: len(injections)])
+
+    def _backward(self, graph: _PrefixGraph, injections: list[Injection]) -> Tensor:
+        """One backward pass: [batch_size, every column] edges into each target."""
         device = self.replacement.adapter.device
         shape = (self.batch_size, graph.length, self.replacement.adapter.d_model)
         grads: dict[str, Tensor] = {}
@@ -250,7 +258,7 @@ class RowComputer:
             for _, state in graph.inlets.values():
                 state.gradient = None
         self.work.add(self.batch_size, self._reached, graph.length)
-        return self._split(self._rows[: len(injections)])
+        return self._rows
 
     def _split(self, rows: Tensor, chunk: int = 1 << 18) -> RowBatch:
         """Rows over every active feature -> the layout's columns and the outside totals."""
@@ -341,5 +349,7 @@ class RowComputer:
         edges = writer_edges(grad, table, slots)
         n = slots.before(length)  # rows span every active feature: column = feature index
         if n:
-            features = slots.features[:n].to(edges.device)
-            self._rows[:, features] += edges[:, slots.slots[:n].to(edges.device)]
+            device = edges.device
+            scales = slots.activations[:n].to(device, edges.dtype)
+            features = slots.features[:n].to(device)
+            self._rows[:, features] += edges[:, slots.slots[:n].to(device)] * scales

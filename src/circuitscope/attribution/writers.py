@@ -4,10 +4,12 @@ A feature s active at (layer l_s, position p_s) with activation a_s writes
 a_s · W_dec[l_s → l][i_s] into the MLP output of every layer l it decodes to (as
 `Transcoder.feature_writes` computes; here from decoder rows read once per prompt).
 For the edges into a batch of targets, the gradient G_l [B, seq, d] at layer l's
-MLP output is dotted with those vectors: one batched matmul per block of positions,
-over a table holding each block's writers, each position padded to the widest in its
-block (`WriterBlock`). Blocks (the sink alone, then runs of positions) keep the
-padding small where one position has far more writers than the rest.
+MLP output is dotted with the decoder rows W_dec[l_s → l][i_s]: one batched matmul
+per block of positions, over a table holding each block's writers, each position
+padded to the widest in its block (`WriterBlock`); the products are then scaled by
+each writer's activation a_s ([B, k] numbers rather than a table of [k, d]). Blocks
+(the sink alone, then runs of positions) keep the padding small where one position
+has far more writers than the rest.
 
 Where each writer sits (`WriterSlots`) is fixed for a prompt; the vectors are
 either kept (`RowComputer` caches tables up to `writer_cache_mb`) or refilled from the
@@ -79,6 +81,8 @@ class WriterSlots:
     features: Tensor
     """[k] each writer's index into the active features."""
     groups: list[_SourceGroup]
+    activations: Tensor
+    """[k] each writer's activation a_s (its edges are a_s times the table's products)."""
 
     @property
     def n_slots(self) -> int:
@@ -92,20 +96,37 @@ class WriterSlots:
         return int(torch.searchsorted(self.slots, int(self.position_offsets[length])))
 
     def fill(self, decoders: ActiveDecoders, out: Tensor) -> Tensor:
-        """Write a_s · W_dec[l_s → layer][i_s] into `out` [≥ n_slots, d]; returns the
-        flat table [n_slots, d] (padding slots hold whatever `out` held)."""
-        features = decoders.features
-        config = decoders.transcoder.config
+        """Write each writer's W_dec[l_s → layer][i_s] into `out` [≥ n_slots, d];
+        returns the flat table [n_slots, d]. Padding slots hold some writer's row (one
+        source layer: one gather fills every slot) or whatever `out` held."""
+        table = out[: self.n_slots]
         for group in self.groups:
-            unique, rows = decoders.of_layer(group.source)
-            where = torch.searchsorted(unique, features.index[group.features])
-            slot = config.output_slot(group.source, self.layer)
-            assert slot is not None, "writer_slots keeps only features that write here"
+            rows, where = self._rows_of(decoders, group)
             home = rows.device
-            vectors = rows[:, slot].index_select(0, where.to(home)).to(out.dtype)
-            values = features.activation[group.features].to(home, out.dtype)
-            out.index_copy_(0, group.slots.to(home), vectors * values[:, None])
-        return out[: self.n_slots]
+            if len(self.groups) == 1:  # every slot gathered in one pass, padding from row 0
+                index = torch.zeros(self.n_slots, dtype=torch.long)
+                index[group.slots] = where
+                _gather_into(table, rows, index.to(home))
+            else:
+                vectors = rows.index_select(0, where.to(home)).to(table.dtype)
+                table.index_copy_(0, group.slots.to(home), vectors)
+        return table
+
+    def _rows_of(self, decoders: ActiveDecoders, group: _SourceGroup) -> tuple[Tensor, Tensor]:
+        """(a source layer's decoder rows into this layer [u, d], each writer's row [k])."""
+        unique, rows = decoders.of_layer(group.source)
+        slot = decoders.transcoder.config.output_slot(group.source, self.layer)
+        assert slot is not None, "writer_slots keeps only features that write here"
+        where = torch.searchsorted(unique, decoders.features.index[group.features])
+        return rows[:, slot].detach(), where
+
+
+def _gather_into(out: Tensor, rows: Tensor, index: Tensor) -> None:
+    """out[i] = rows[index[i]], written straight into `out` when the dtypes agree."""
+    if rows.dtype == out.dtype:
+        torch.index_select(rows, 0, index, out=out)
+    else:
+        out.copy_(rows.index_select(0, index))
 
 
 def writer_edges(grad: Tensor, table: Tensor, slots: WriterSlots) -> Tensor:
@@ -184,4 +205,5 @@ def writer_slots(
         _SourceGroup(source, slots[sources == source], chosen[sources == source])
         for source in torch.unique(sources).tolist()
     ]
-    return WriterSlots(layer, seq_len, blocks, position_offsets, slots, chosen, groups)
+    activations = features.activation[chosen]
+    return WriterSlots(layer, seq_len, blocks, position_offsets, slots, chosen, groups, activations)
