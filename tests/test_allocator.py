@@ -1,4 +1,5 @@
 import ctypes
+import os
 import sys
 
 import pytest
@@ -69,3 +70,29 @@ def test_long_passes_take_their_blocks_from_the_heap_only_inside_a_pass():
     finally:
         assert set_policy_for_passes(1 << 20) == "reuse"
         assert return_freed_memory() is True  # the CLI's default again
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_memory_a_pass_kept_is_given_back_between_passes():
+    from circuitscope.allocator import (
+        heap_during_pass,
+        release_pass_memory,
+        set_policy_for_passes,
+    )
+
+    block = 64 << 20
+    try:
+        assert set_policy_for_passes(32 * 1024 * 576 * 4) == "heap passes"
+        with heap_during_pass():
+            torch.ones(block, dtype=torch.uint8)  # made, touched and freed in the pass
+        kept = _resident_bytes()
+        release_pass_memory()
+        assert _resident_bytes() < kept - block // 2
+    finally:
+        assert set_policy_for_passes(1 << 20) == "reuse"
+        assert return_freed_memory() is True

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ctypes
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 _THRESHOLD_BYTES = 1 << 20
@@ -112,6 +112,18 @@ def heap_during_pass() -> Iterator[None]:
         yield
     finally:
         _mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
+
+
+def release_pass_memory() -> None:
+    """Under the "heap passes" policy, give back the heap memory the passes kept.
+
+    For the steps between passes that need memory of their own (restricting the row
+    buffer, column passes, assembling the graph): without it they would add to the
+    blocks kept for the next pass. The next pass takes them again, faulting once.
+    Does nothing under the other policies or off glibc."""
+    if _heap_passes:
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _mallopt(parameter: int, value: int) -> bool:

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from circuitscope.allocator import release_pass_memory
 from circuitscope.attribution.columns import ColumnLayout, all_columns
 from circuitscope.attribution.influence_estimate import influence_scores
 from circuitscope.attribution.limits import AttributionLimits
@@ -235,6 +236,7 @@ def visit_rows(
             visited[chunk] = True
             bar.update(len(chunk))
     bar.close()
+    release_pass_memory()  # assembly needs memory of its own
     return Visit(buffer, layout, selection, computer.work)
 
 
@@ -256,6 +258,7 @@ def _restrict(
     """Keep columns for the visited features, the `picked` ones [k] (columns of the pick
     under way) and the unvisited ones scoring highest. Returns the buffer, the layout,
     `visited` and `picked` in the new columns."""
+    release_pass_memory()
     assert plan.kept_columns is not None
     values, nodes, totals, outside_max = buffer.filled()
     scores = influence_scores(values, nodes, weights, totals, outside_max, buffer.blocks).scores
@@ -324,6 +327,7 @@ def _promote(
     picked (the highest bounds first, as many as the buffer has room for), its edges
     into every row so far computed exactly by forward passes (`source_columns`).
     Returns the layout and `visited` with the new candidates appended."""
+    release_pass_memory()  # the column passes need memory of their own
     blocks = buffer.blocks
     assert blocks is not None and pending.coefficients is not None
     bounds = blocks.feature_bounds(pending.coefficients)
