@@ -14,13 +14,16 @@ def test_the_mmap_threshold_is_set_on_linux():
 
 
 def test_passes_up_to_the_largest_heap_block_reuse_it():
-    from circuitscope.allocator import LARGEST_HEAP_BLOCK, policy_for_passes
+    from circuitscope.allocator import HEAP_PASS_LIMIT, LARGEST_HEAP_BLOCK, policy_for_passes
 
     assert LARGEST_HEAP_BLOCK == 32 * 2**20
     assert policy_for_passes(32 * 32 * 576 * 4) == "reuse"  # a 32-token batch of 32
     assert policy_for_passes(LARGEST_HEAP_BLOCK) == "reuse"
     assert policy_for_passes(LARGEST_HEAP_BLOCK + 1) == "heap passes"
     assert policy_for_passes(32 * 512 * 576 * 4) == "heap passes"  # 512 tokens
+    assert policy_for_passes(HEAP_PASS_LIMIT) == "heap passes"
+    assert policy_for_passes(HEAP_PASS_LIMIT + 1) == "return"
+    assert policy_for_passes(32 * 1024 * 576 * 4) == "return"  # 1024 tokens
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
@@ -59,7 +62,7 @@ def test_long_passes_take_their_blocks_from_the_heap_only_inside_a_pass():
 
     block = 40 << 20  # larger than any block the heap keeps
     try:
-        assert set_policy_for_passes(32 * 1024 * 576 * 4) == "heap passes"
+        assert set_policy_for_passes(32 * 512 * 576 * 4) == "heap passes"
         before = _mapped_bytes_holding(0)
         assert _mapped_bytes_holding(block) >= before + block  # its own mapping
         with heap_during_pass():
@@ -87,7 +90,7 @@ def test_memory_a_pass_kept_is_given_back_between_passes():
 
     block = 64 << 20
     try:
-        assert set_policy_for_passes(32 * 1024 * 576 * 4) == "heap passes"
+        assert set_policy_for_passes(32 * 512 * 576 * 4) == "heap passes"
         with heap_during_pass():
             torch.ones(block, dtype=torch.uint8)  # made, touched and freed in the pass
         kept = _resident_bytes()

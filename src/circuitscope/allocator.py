@@ -62,9 +62,15 @@ def reuse_freed_memory() -> bool:
         return False
 
 
+HEAP_PASS_LIMIT = 64 << 20
+"""The largest gradient for which each backward pass runs on the heap (`heap_during_pass`):
+1,024 tokens at batch 32 (75 MB) are over it."""
+
+
 def policy_for_passes(pass_bytes: int) -> str:
-    """ "reuse" or "heap passes": the policy for repeated passes whose largest tensors
-    (attribution's gradients, [batch, seq, d_model] each) take `pass_bytes`.
+    """ "reuse", "heap passes" or "return": the policy for repeated passes whose
+    largest tensors (attribution's gradients, [batch, seq, d_model] each) take
+    `pass_bytes`.
 
     Up to glibc's largest heap block the heap can serve them again every pass;
     with `return_freed_memory` each comes back as fresh pages zeroed by page
@@ -72,8 +78,13 @@ def policy_for_passes(pass_bytes: int) -> str:
     13.1 s with reuse, for ~0.35 GB more resident memory). Larger tensors would
     get their own mappings under "reuse" too, so "heap passes" returns memory at
     once except inside each backward pass (`heap_during_pass`), whose blocks are
-    kept in the heap for the next pass."""
-    return "reuse" if pass_bytes <= LARGEST_HEAP_BLOCK else "heap passes"
+    kept in the heap for the next pass: at 512 tokens (38 MB) 255 s -> 198 s for
+    0.15 GB more. Past `HEAP_PASS_LIMIT` the kept blocks and the heap's holes cost
+    more than that: at 1,024 tokens the peak rose from 7.8 to 8.5 GiB, over the
+    8 GiB such a trace is held to, so "return" keeps every large block mapped apart."""
+    if pass_bytes <= LARGEST_HEAP_BLOCK:
+        return "reuse"
+    return "heap passes" if pass_bytes <= HEAP_PASS_LIMIT else "return"
 
 
 _M_MMAP_MAX = -4
@@ -86,9 +97,11 @@ def set_policy_for_passes(pass_bytes: int) -> str:
     """Apply `policy_for_passes`; returns the policy (applied only on glibc/Linux)."""
     global _heap_passes
     policy = policy_for_passes(pass_bytes)
+    _heap_passes = False
     if policy == "reuse":
-        _heap_passes = False
         reuse_freed_memory()
+    elif policy == "return":
+        return_freed_memory()
     else:
         _heap_passes = return_freed_memory() and _mallopt(_M_TRIM_THRESHOLD, _PASS_TRIM_BYTES)
     return policy
