@@ -46,12 +46,17 @@ class _Mallinfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
-def _mapped_bytes_holding(n_bytes: int) -> int:
-    """glibc's bytes in mmapped blocks while a tensor of `n_bytes` is alive."""
+def _mallinfo() -> _Mallinfo2:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _Mallinfo2
-    block = torch.ones(n_bytes, dtype=torch.uint8)
-    mapped = int(libc.mallinfo2().hblkhd)
+    return libc.mallinfo2()
+
+
+def _mapped_bytes_holding(n_bytes: int) -> int:
+    """glibc's bytes in mmapped blocks while a tensor of `n_bytes` is alive (allocated,
+    not touched: no pages are made)."""
+    block = torch.empty(n_bytes, dtype=torch.uint8)
+    mapped = int(_mallinfo().hblkhd)
     del block
     return mapped
 
@@ -60,16 +65,19 @@ def _mapped_bytes_holding(n_bytes: int) -> int:
 def test_long_passes_take_their_blocks_from_the_heap_only_inside_a_pass():
     from circuitscope.allocator import heap_during_pass, set_policy_for_passes
 
-    block = 40 << 20  # larger than any block the heap keeps
     try:
         assert set_policy_for_passes(32 * 512 * 576 * 4) == "heap passes"
+        # Larger than all the free memory the heap holds (earlier tests leave some), so
+        # no free block can serve it: outside a pass it must get its own mapping.
+        block = int(_mallinfo().fordblks) + (64 << 20)
         before = _mapped_bytes_holding(0)
         assert _mapped_bytes_holding(block) >= before + block  # its own mapping
         with heap_during_pass():
             assert _mapped_bytes_holding(block) < before + block  # from the heap
         # After the pass the freed block stays in the heap (and serves its size again);
         # a larger one gets its own mapping as before.
-        assert _mapped_bytes_holding(3 * block) >= before + 3 * block
+        larger = int(_mallinfo().fordblks) + (64 << 20)
+        assert _mapped_bytes_holding(larger) >= before + larger
     finally:
         assert set_policy_for_passes(1 << 20) == "reuse"
         assert return_freed_memory() is True  # the CLI's default again
