@@ -1,6 +1,7 @@
 """What the batched backward passes keep in memory."""
 
 import gc
+import sys
 import weakref
 
 import pytest
@@ -111,3 +112,31 @@ def test_a_pass_allocates_one_gradient_buffer_per_target_site(monkeypatch):
         batch = computer.rows(injections)
     assert buffers == [(4, length, d_model)]
     assert batch.values.shape[0] == 4 and bool(batch.values.abs().sum() > 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+@pytest.mark.parametrize("kind", ["clt", "plt"])
+def test_rows_of_passes_on_the_heap_equal_the_others(kind):
+    """Under the long-prompt policy each pass runs on the heap (`heap_during_pass`) and
+    refills its writer tables: the rows are those of the default run, to the bit."""
+    from circuitscope.allocator import return_freed_memory, set_policy_for_passes
+
+    rep = traced_tiny("llama", kind).replacement
+    layout = all_columns(len(rep.features), rep.n_layers, rep.seq_len)
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.randn(4, rep.adapter.d_model, generator=generator)
+    targets = [
+        Injection(sites.FINAL_NORM, rep.seq_len - 1 - i % 2, v) for i, v in enumerate(vectors)
+    ]
+    with _no_parameter_grads(rep.adapter.model, rep.transcoder):
+        expected = RowComputer(rep, layout, 4, writer_cache_bytes=2**29).rows(targets)
+        try:
+            assert set_policy_for_passes(64 << 20) == "heap passes"
+            computer = RowComputer(rep, layout, 4, writer_cache_bytes=0)  # refilled tables
+            first, second = computer.rows(targets), computer.rows(targets)
+        finally:
+            set_policy_for_passes(1 << 20)
+            assert return_freed_memory() is True
+    assert expected.values.abs().max() > 0
+    assert torch.equal(first.values, expected.values)
+    assert torch.equal(second.values, expected.values)

@@ -83,6 +83,8 @@ class WriterSlots:
     groups: list[_SourceGroup]
     activations: Tensor
     """[k] each writer's activation a_s (its edges are a_s times the table's products)."""
+    _gather: list[Tensor] | None = None
+    """Per source group, each writer's decoder row (`_row_indices`), made at the first fill."""
 
     @property
     def n_slots(self) -> int:
@@ -100,25 +102,37 @@ class WriterSlots:
         returns the flat table [n_slots, d]. Padding slots hold some writer's row (one
         source layer: one gather fills every slot) or whatever `out` held."""
         table = out[: self.n_slots]
-        for group in self.groups:
-            rows, where = self._rows_of(decoders, group)
-            home = rows.device
+        indices = self._row_indices(decoders)
+        for group, index in zip(self.groups, indices, strict=True):
+            rows = self._rows_of(decoders, group)
             if len(self.groups) == 1:  # every slot gathered in one pass, padding from row 0
-                index = torch.zeros(self.n_slots, dtype=torch.long)
-                index[group.slots] = where
-                _gather_into(table, rows, index.to(home))
+                _gather_into(table, rows, index)
             else:
-                vectors = rows.index_select(0, where.to(home)).to(table.dtype)
-                table.index_copy_(0, group.slots.to(home), vectors)
+                vectors = rows.index_select(0, index).to(table.dtype)
+                table.index_copy_(0, group.slots.to(rows.device), vectors)
         return table
 
-    def _rows_of(self, decoders: ActiveDecoders, group: _SourceGroup) -> tuple[Tensor, Tensor]:
-        """(a source layer's decoder rows into this layer [u, d], each writer's row [k])."""
-        unique, rows = decoders.of_layer(group.source)
+    def _row_indices(self, decoders: ActiveDecoders) -> list[Tensor]:
+        """Per source group, the row of `_rows_of` each writer reads (one group: of every
+        slot, padding slots row 0). Fixed for the prompt: made once, kept for refills."""
+        if self._gather is None:
+            self._gather = []
+            for group in self.groups:
+                unique, rows = decoders.of_layer(group.source)
+                where = torch.searchsorted(unique, decoders.features.index[group.features])
+                if len(self.groups) == 1:
+                    index = torch.zeros(self.n_slots, dtype=torch.long)
+                    index[group.slots] = where
+                    where = index
+                self._gather.append(where.to(rows.device))
+        return self._gather
+
+    def _rows_of(self, decoders: ActiveDecoders, group: _SourceGroup) -> Tensor:
+        """A source layer's decoder rows into this layer [u, d] (active features only)."""
+        _, rows = decoders.of_layer(group.source)
         slot = decoders.transcoder.config.output_slot(group.source, self.layer)
         assert slot is not None, "writer_slots keeps only features that write here"
-        where = torch.searchsorted(unique, decoders.features.index[group.features])
-        return rows[:, slot].detach(), where
+        return rows[:, slot].detach()
 
 
 def _gather_into(out: Tensor, rows: Tensor, index: Tensor) -> None:
