@@ -177,7 +177,7 @@ def run_variant(args, model, item, prompt, budget, variant, folder: Path) -> dic
         return {**recorded, "reused": True}
     child = run_child(command, out / "peer.log", args.threads, timeout_s=args.peer_timeout_min * 60)
     if child.timed_out:
-        return {"skipped": f"over {args.peer_timeout_min:.0f} min"}
+        return peer_timeout(args.peer_timeout_min, child.peak_rss_mb)
     if child.returncode != 0:
         return {"skipped": peer_failure(child.returncode, child.peak_rss_mb)}
     return record_run(out, peer_spec, _peer_result(out, batch, prompt, child.peak_rss_mb))
@@ -212,6 +212,15 @@ def _last_ours_run(out: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
     result = json.loads(finished.read_text())
     peak = result["peak_memory_mb_in_process"]
     return {**result, "seconds": result["trace_seconds"], "peak_rss_mb": round(peak, 1)}
+
+
+def peer_timeout(minutes: float, peak_rss_mb: float) -> dict[str, Any]:
+    """What a circuit-tracer run stopped at --peer-timeout-min records: its peak memory
+    until then, a lower bound on its whole run's."""
+    return {
+        "skipped": f"over {minutes:.0f} min (peak {peak_rss_mb / 1024:.1f} GB when stopped)",
+        "peak_rss_mb_at_least": peak_rss_mb,
+    }
 
 
 def peer_failure(returncode: int, peak_rss_mb: float) -> str:
@@ -395,7 +404,9 @@ def ratio_lines(case: dict[str, Any]) -> list[str]:
     if not ours or not peer:
         tried = any(name.startswith("peer") for name in case.get("runs", {}))
         verdict = "circuit-tracer did not finish" if tried else "circuit-tracer not run"
-        return [f"| {case['kind']} | {case['length']} | {verdict} | | | |"]
+        bound = _memory_bound(case)
+        memory = f" {bound} |" if bound else " |"
+        return [f"| {case['kind']} | {case['length']} | {verdict} | |{memory} |"]
     ours_best = min(ours.values(), key=lambda s: s["seconds"])
     peer_best = min(peer.values(), key=lambda s: s["seconds"])
     default = "-"
@@ -412,6 +423,22 @@ def ratio_lines(case: dict[str, Any]) -> list[str]:
         f"({name_of[id(peer_best)]} / {name_of[id(ours_best)]}) "
         f"| {peer_best['peak_rss_mb'] / ours_best['peak_rss_mb']:.2f} | {relative} |"
     ]
+
+
+def _memory_bound(case: dict[str, Any]) -> str:
+    """'≥ r': circuit-tracer's largest peak before it was stopped over ours (best run)."""
+    stopped = [
+        r["peak_rss_mb_at_least"]
+        for name, results in case.get("runs", {}).items()
+        if name.startswith("peer")
+        for r in results
+        if "peak_rss_mb_at_least" in r
+    ]
+    ours = [s for n, s in case.get("best_of", {}).items() if n.startswith("ours")]
+    if not stopped or not ours:
+        return ""
+    ours_best = min(ours, key=lambda s: s["seconds"])
+    return f"≥ {max(stopped) / ours_best['peak_rss_mb']:.2f}"
 
 
 def write_results(report: dict[str, Any], folder: Path) -> None:

@@ -84,6 +84,23 @@ def test_a_case_without_circuit_tracer_says_whether_it_ran() -> None:
     assert fair.ratio_lines(failed) == ["| clt | 32 | circuit-tracer did not finish | | | |"]
 
 
+def test_a_stopped_peer_run_keeps_its_peak_memory_as_a_lower_bound() -> None:
+    fair = _fair()
+    stopped = fair.peer_timeout(5.0, 9_216.0)
+    assert stopped == {
+        "skipped": "over 5 min (peak 9.0 GB when stopped)",
+        "peak_rss_mb_at_least": 9_216.0,
+    }
+    ours = {"ours b32": {"seconds": 1.0, "peak_rss_mb": 4_608.0}}
+    case = {
+        "kind": "plt",
+        "length": 512,
+        "best_of": ours,
+        "runs": {"ours b32": [{}], "peer b32": [stopped]},
+    }
+    assert fair.ratio_lines(case) == ["| plt | 512 | circuit-tracer did not finish | | ≥ 2.00 | |"]
+
+
 def test_reuse_reads_back_the_fastest_run_of_the_same_settings(tmp_path: Path) -> None:
     fair = _fair()
     spec, other = {"batch_size": 32}, {"batch_size": 128}
