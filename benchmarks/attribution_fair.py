@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="read back the fastest run an earlier call finished in --work with the same "
         "settings (runs.jsonl in each variant's folder) instead of running it again",
     )
+    parser.add_argument(
+        "--reuse-peer",
+        action="store_true",
+        help="as --reuse for circuit-tracer's variants only: circuitscope runs again",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--peer-python", default="/work/peer-venv/bin/python")
     parser.add_argument("--work", default=str(ROOT / "out" / "bench"))
@@ -170,8 +175,9 @@ def run_variant(args, model, item, prompt, budget, variant, folder: Path) -> dic
     if budget is not None:
         command += ["--max-feature-nodes", str(budget)]
     peer_spec = {"command": command}
-    recorded = fastest_recorded(out, peer_spec) if args.reuse else None
-    if recorded is None and args.reuse and (out / "peer.json").is_file():
+    reuse = args.reuse or args.reuse_peer
+    recorded = fastest_recorded(out, peer_spec) if reuse else None
+    if recorded is None and reuse and (out / "peer.json").is_file():
         recorded = _peer_result(out, batch, prompt, peak_rss_mb=None)
     if recorded is not None:
         return {**recorded, "reused": True}
@@ -311,6 +317,7 @@ def _work_summary(result: dict[str, Any], kind: str, length: int) -> dict[str, A
     flops = backward_flops(work, length, result["n_active"], kind)
     return {
         "seconds": result["seconds"],
+        "graph_seconds": _graph_seconds(result),
         "peak_rss_mb": result["peak_rss_mb"],
         "rows": result["rows_computed"],
         "passes": work["passes"],
@@ -322,6 +329,14 @@ def _work_summary(result: dict[str, Any], kind: str, length: int) -> dict[str, A
         "scores": {k: result.get(k) for k in SCORE_KEYS},
         "reused": bool(result.get("reused")),
     }
+
+
+def _graph_seconds(result: dict[str, Any]) -> float | None:
+    """The run's time for the graph alone, what circuit-tracer's `attribute()` times: ours
+    without scores and pruning (None for runs from before it was recorded)."""
+    if "attribute_seconds" in result:  # circuit-tracer's run
+        return result["seconds"]
+    return result.get("graph_seconds")
 
 
 SCORE_KEYS = ("replacement_score", "completeness_score", "completeness_circuit_tracer")
@@ -383,16 +398,18 @@ def case_lines(case: dict[str, Any]) -> list[str]:
     for name, summary in best.items():
         bound = " (≤)" if summary["upper_bound"] else ""
         read_back = " (read back)" if summary.get("reused") else ""
+        graph = summary.get("graph_seconds")
         lines.append(
             f"| {case['kind']} | {case['length']} | {case['budget'] or 'all'} | {name}{read_back} "
-            f"| {summary['seconds']:.1f} | {summary['peak_rss_mb']:.0f} | {summary['rows']} "
+            f"| {summary['seconds']:.1f} | {'-' if graph is None else f'{graph:.1f}'} "
+            f"| {summary['peak_rss_mb']:.0f} | {summary['rows']} "
             f"| {summary['passes']} | {summary['gflop_per_pass']:.2f}{bound} "
             f"| {summary['gflop_per_s']:.0f}{bound} |"
         )
     for name, reason in case.get("skipped", {}).items():
         lines.append(
             f"| {case['kind']} | {case['length']} | {case['budget'] or 'all'} | {name} "
-            f"| {reason} | | | | | |"
+            f"| {reason} | | | | | | |"
         )
     return lines
 
@@ -406,7 +423,7 @@ def ratio_lines(case: dict[str, Any]) -> list[str]:
         verdict = "circuit-tracer did not finish" if tried else "circuit-tracer not run"
         bound = _memory_bound(case)
         memory = f" {bound} |" if bound else " |"
-        return [f"| {case['kind']} | {case['length']} | {verdict} | |{memory} |"]
+        return [f"| {case['kind']} | {case['length']} | {verdict} | | |{memory} |"]
     ours_best = min(ours.values(), key=lambda s: s["seconds"])
     peer_best = min(peer.values(), key=lambda s: s["seconds"])
     default = "-"
@@ -417,10 +434,12 @@ def ratio_lines(case: dict[str, Any]) -> list[str]:
     if case.get("compared_with", "peer b512") != "peer b512":
         relative += f" (ours b32 vs {case['compared_with']})"
     name_of = {id(s): n for n, s in best.items()}
+    graph = ours_best.get("graph_seconds")
+    graph_ratio = "-" if not graph else f"{peer_best['seconds'] / graph:.1f}×"
     return [
         f"| {case['kind']} | {case['length']} | {default} "
         f"| {peer_best['seconds'] / ours_best['seconds']:.1f}× "
-        f"({name_of[id(peer_best)]} / {name_of[id(ours_best)]}) "
+        f"({name_of[id(peer_best)]} / {name_of[id(ours_best)]}) | {graph_ratio} "
         f"| {peer_best['peak_rss_mb'] / ours_best['peak_rss_mb']:.2f} | {relative} |"
     ]
 
@@ -461,8 +480,9 @@ def write_results(report: dict[str, Any], folder: Path) -> None:
     lines += [
         "",
         "| kind | tokens | ratio, both at their defaults (peer b512 / ours b32) | ratio, both at "
-        "their best | peak memory peer / ours (best) | graphs: max ΔA / max A |",
-        "|---|---|---|---|---|---|",
+        "their best | the same, graph only | peak memory peer / ours (best) | graphs: max ΔA / "
+        "max A |",
+        "|---|---|---|---|---|---|---|",
     ]
     for case in report["cases"]:
         lines += ratio_lines(case)
@@ -470,10 +490,12 @@ def write_results(report: dict[str, Any], folder: Path) -> None:
         "",
         "Every variant's fastest run, and its work counted (`backward_flops` in the script; "
         "'≤': circuit-tracer's, if every pass reached the top layer; 'read back': a run an "
-        "earlier call finished, read with --reuse):",
+        "earlier call finished, read with --reuse; 's, graph only': our `trace` less its "
+        "scores and pruning, the part circuit-tracer's `attribute()` does):",
         "",
-        "| kind | tokens | budget | variant | s | MB | rows | passes | GFLOP per pass | GFLOP/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| kind | tokens | budget | variant | s | s, graph only | MB | rows | passes | GFLOP per "
+        "pass | GFLOP/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in report["cases"]:
         lines += case_lines(case)

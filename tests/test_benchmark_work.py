@@ -79,9 +79,9 @@ def test_a_case_without_circuit_tracer_says_whether_it_ran() -> None:
     fair = _fair()
     ours = {"ours b32": {"seconds": 1.0, "peak_rss_mb": 1.0}}
     alone = {"kind": "clt", "length": 32, "best_of": ours, "runs": {"ours b32": [{}]}}
-    assert fair.ratio_lines(alone) == ["| clt | 32 | circuit-tracer not run | | | |"]
+    assert fair.ratio_lines(alone) == ["| clt | 32 | circuit-tracer not run | | | | |"]
     failed = {**alone, "runs": {"ours b32": [{}], "peer b512": [{"skipped": "over 15 min"}]}}
-    assert fair.ratio_lines(failed) == ["| clt | 32 | circuit-tracer did not finish | | | |"]
+    assert fair.ratio_lines(failed) == ["| clt | 32 | circuit-tracer did not finish | | | | |"]
 
 
 def test_a_stopped_peer_run_keeps_its_peak_memory_as_a_lower_bound() -> None:
@@ -98,7 +98,24 @@ def test_a_stopped_peer_run_keeps_its_peak_memory_as_a_lower_bound() -> None:
         "best_of": ours,
         "runs": {"ours b32": [{}], "peer b32": [stopped]},
     }
-    assert fair.ratio_lines(case) == ["| plt | 512 | circuit-tracer did not finish | | ≥ 2.00 | |"]
+    assert fair.ratio_lines(case) == [
+        "| plt | 512 | circuit-tracer did not finish | | | ≥ 2.00 | |"
+    ]
+
+
+def test_the_graph_only_ratio_leaves_out_our_scores_and_pruning() -> None:
+    fair = _fair()
+    ours = {"ours b32": {"seconds": 10.0, "graph_seconds": 8.0, "peak_rss_mb": 1000.0}}
+    peer = {"peer b32": {"seconds": 30.0, "graph_seconds": 30.0, "peak_rss_mb": 2000.0}}
+    case = {"kind": "plt", "length": 8, "best_of": {**ours, **peer}, "compare": {"relative": 1e-6}}
+    assert fair.ratio_lines(case) == [
+        "| plt | 8 | - | 3.0× (peer b32 / ours b32) | 3.8× | 2.00 | 1.0e-06 |"
+    ]
+    assert fair._graph_seconds({"seconds": 30.0, "attribute_seconds": 30.0}) == 30.0
+    assert fair._graph_seconds({"seconds": 10.0, "graph_seconds": 8.0}) == 8.0
+    assert fair._graph_seconds({"seconds": 10.0}) is None
+    old = {**ours["ours b32"], "graph_seconds": None}
+    assert "| - |" in fair.ratio_lines({**case, "best_of": {"ours b32": old, **peer}})[0]
 
 
 def test_reuse_reads_back_the_fastest_run_of_the_same_settings(tmp_path: Path) -> None:

@@ -23,7 +23,13 @@ def test_trace_writes_graph_files_and_a_summary(folders, tmp_path, capsys):
     args = ["trace", str(model), str(transcoder), "The capital of France is", "-o", str(out)]
     assert main([*args, "--no-progress", "--slug", "capital"]) == 0
     printed = capsys.readouterr().out
-    for needle in ("replacement score", "completeness score", "peak memory", "top features"):
+    for needle in (
+        "replacement score",
+        "completeness score",
+        "peak memory",
+        "scores and pruning",
+        "top features",
+    ):
         assert needle in printed
     graph, pruned = load_graph(out, "graph"), load_graph(out, "pruned")
     assert graph.metadata["bos_prepended"] is True

@@ -43,6 +43,11 @@ def test_trace_from_python_fills_the_graph():
     torch.testing.assert_close(graph.logit_vectors[0].float(), unembed[plus] - unembed[minus])
     assert pruned.metadata["pruning"]["node_threshold"] == 0.7
     assert 0 < result.scores.replacement <= 1 and info.seconds > 0
+    phases = info.phase_seconds  # where the time went: the graph, then scores and pruning
+    assert list(phases) == ["graph", "scores_and_pruning"]
+    assert all(value > 0 for value in phases.values())
+    assert sum(phases.values()) <= info.seconds + 1e-3
+    assert graph.metadata["phase_seconds"] == phases
     work = info.backward  # every pass is a batch of 8 rows over the whole prompt
     assert work["passes"] >= 3 and graph.metadata["backward"] == work
     layers = adapter.n_layers  # the logit row's pass reaches every layer

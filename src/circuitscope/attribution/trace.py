@@ -60,6 +60,9 @@ class TraceInfo:
     """The backward passes' work, counted: passes, layer_rows, layer_row_positions (see
     `attribution.rows.BackwardWork`)."""
     seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    """Where `seconds` went: "graph" (forward pass, targets, rows and the full graph: what
+    circuit-tracer's `attribute()` does), "scores_and_pruning" (the rest, nearly all)."""
     peak_memory_mb: float = 0.0
 
 
@@ -98,6 +101,7 @@ def trace(
     replacement = build_replacement(adapter, transcoder, ids)
     chosen = targets.targets(adapter, tokenizer, replacement.recording.logits[0, -1])
     run = attribute(replacement, chosen, limits, progress=progress)
+    graph_seconds = time.perf_counter() - start
     graph = run.graph
     graph.prompt = prompt
     graph.input_tokens = token_texts(tokenizer, ids[0])
@@ -115,8 +119,14 @@ def trace(
     scores = graph_scores(graph)
     graph.metadata["scores"] = dataclasses.asdict(scores)
     pruned = prune_graph(graph, pruning.node_threshold, pruning.edge_threshold)
-    seconds = round(time.perf_counter() - start, 3)
-    info = dataclasses.replace(info, seconds=seconds, peak_memory_mb=peak_memory_mb())
+    seconds = time.perf_counter() - start
+    phases = {"graph": graph_seconds, "scores_and_pruning": seconds - graph_seconds}
+    info = dataclasses.replace(
+        info,
+        seconds=round(seconds, 3),
+        phase_seconds={name: round(value, 3) for name, value in phases.items()},
+        peak_memory_mb=peak_memory_mb(),
+    )
     for kept in (graph, pruned):
         kept.metadata.update(dataclasses.asdict(info), scores=graph.metadata["scores"])
     return TraceResult(graph, pruned, scores, info)

@@ -96,7 +96,11 @@ def print_summary(result: TraceResult, top: int = 10) -> None:
     print(f"pruned             {pruned.n_nodes} nodes, {pruned.n_edges} edges")
     print(f"replacement score  {result.scores.replacement:.3f}")
     print(f"completeness score {result.scores.completeness:.3f}")
-    print(f"time               {info.seconds:.1f} s   peak memory {info.peak_memory_mb:.0f} MB")
+    phases = info.phase_seconds
+    print(
+        f"time               {info.seconds:.1f} s (graph {phases['graph']:.1f} s, scores and "
+        f"pruning {phases['scores_and_pruning']:.1f} s)   peak memory {info.peak_memory_mb:.0f} MB"
+    )
     print("logit targets      " + ", ".join(graph.logit_labels))
     if pruned.node_influence is None:
         return
