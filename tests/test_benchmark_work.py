@@ -129,3 +129,13 @@ def test_reuse_reads_back_the_fastest_run_of_the_same_settings(tmp_path: Path) -
     assert fair.fastest_recorded(tmp_path, spec) == {"seconds": 29.3, "peak_rss_mb": 910.0}
     assert fair.fastest_recorded(tmp_path, other)["seconds"] == 5.0
     assert fair.fastest_recorded(tmp_path, {"batch_size": 64}) is None
+
+
+def test_reuse_finds_peer_runs_made_from_another_copy_of_the_scripts(tmp_path: Path) -> None:
+    fair = _fair()
+    then = {"command": ["/venv/python", "/tmp/snap7/benchmarks/peer_circuit_tracer.py", "--x"]}
+    now = {"command": ["/venv/python", "/work/main/benchmarks/peer_circuit_tracer.py", "--x"]}
+    fair.record_run(tmp_path, then, {"seconds": 26.5, "peak_rss_mb": 3732.0})
+    assert fair.fastest_recorded(tmp_path, now) == {"seconds": 26.5, "peak_rss_mb": 3732.0}
+    other = {"command": ["/venv/python", "/work/main/benchmarks/peer_circuit_tracer.py", "--y"]}
+    assert fair.fastest_recorded(tmp_path, other) is None
