@@ -26,6 +26,18 @@ def test_passes_up_to_the_largest_heap_block_reuse_it():
     assert policy_for_passes(32 * 1024 * 576 * 4) == "return"  # 1024 tokens
 
 
+def test_heap_passes_can_be_asked_for_or_refused_past_the_largest_heap_block():
+    from circuitscope.allocator import LARGEST_HEAP_BLOCK, policy_for_passes
+
+    long, medium = 32 * 1024 * 576 * 4, 32 * 512 * 576 * 4
+    assert policy_for_passes(long, "always") == "heap passes"
+    assert policy_for_passes(medium, "never") == "return"
+    assert policy_for_passes(LARGEST_HEAP_BLOCK, "never") == "reuse"  # small: always reused
+    assert policy_for_passes(LARGEST_HEAP_BLOCK, "always") == "reuse"
+    with pytest.raises(ValueError, match="heap_passes"):
+        policy_for_passes(long, "sometimes")  # type: ignore[arg-type]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_the_policy_for_passes_is_applied_on_linux():
     from circuitscope.allocator import set_policy_for_passes

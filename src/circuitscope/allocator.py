@@ -21,6 +21,7 @@ import ctypes
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Literal, get_args
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 _THRESHOLD_BYTES = 1 << 20
@@ -67,7 +68,12 @@ HEAP_PASS_LIMIT = 64 << 20
 1,024 tokens at batch 32 (75 MB) are over it."""
 
 
-def policy_for_passes(pass_bytes: int) -> str:
+HeapPasses = Literal["auto", "always", "never"]
+"""Whether backward passes with gradients past the heap's largest block run on the heap:
+"auto" up to `HEAP_PASS_LIMIT`, "always", or "never" (see `policy_for_passes`)."""
+
+
+def policy_for_passes(pass_bytes: int, heap_passes: HeapPasses = "auto") -> str:
     """ "reuse", "heap passes" or "return": the policy for repeated passes whose
     largest tensors (attribution's gradients, [batch, seq, d_model] each) take
     `pass_bytes`.
@@ -81,10 +87,20 @@ def policy_for_passes(pass_bytes: int) -> str:
     kept in the heap for the next pass: at 512 tokens (38 MB) 255 s -> 198 s for
     0.15 GB more. Past `HEAP_PASS_LIMIT` the kept blocks and the heap's holes cost
     more than that: at 1,024 tokens the peak rose from 7.8 to 8.5 GiB, over the
-    8 GiB such a trace is held to, so "return" keeps every large block mapped apart."""
+    8 GiB such a trace is held to, so "return" keeps every large block mapped apart.
+
+    heap_passes: "always" runs passes past the limit on the heap too (1,024 tokens:
+    21.5 -> 16 min; with a row buffer of 1,536 MB the peak was 7.8 GiB), "never" none
+    (every block past the heap's largest returned at once)."""
+    if heap_passes not in get_args(HeapPasses):
+        raise ValueError(f"heap_passes must be one of {get_args(HeapPasses)}, got {heap_passes!r}")
     if pass_bytes <= LARGEST_HEAP_BLOCK:
         return "reuse"
-    return "heap passes" if pass_bytes <= HEAP_PASS_LIMIT else "return"
+    if heap_passes == "never":
+        return "return"
+    if heap_passes == "always" or pass_bytes <= HEAP_PASS_LIMIT:
+        return "heap passes"
+    return "return"
 
 
 _M_MMAP_MAX = -4
@@ -93,10 +109,10 @@ _PASS_TRIM_BYTES = 2 << 30
 _heap_passes = False
 
 
-def set_policy_for_passes(pass_bytes: int) -> str:
+def set_policy_for_passes(pass_bytes: int, heap_passes: HeapPasses = "auto") -> str:
     """Apply `policy_for_passes`; returns the policy (applied only on glibc/Linux)."""
     global _heap_passes
-    policy = policy_for_passes(pass_bytes)
+    policy = policy_for_passes(pass_bytes, heap_passes)
     _heap_passes = False
     if policy == "reuse":
         reuse_freed_memory()

@@ -93,8 +93,8 @@ def test_trace_on_cpu_sets_the_allocator_policy_for_its_gradients(
     """The backward passes' gradients [batch, seq, d] are in the model's dtype."""
     import circuitscope.allocator as allocator
 
-    sizes: list[int] = []
-    monkeypatch.setattr(allocator, "set_policy_for_passes", sizes.append)
+    calls: list[tuple[int, str]] = []
+    monkeypatch.setattr(allocator, "set_policy_for_passes", lambda *a: calls.append(a))
     model, transcoder = folders
     out = tmp_path / "g"
     args = ["trace", str(model), str(transcoder), "The capital of France is", "-o", str(out)]
@@ -102,7 +102,9 @@ def test_trace_on_cpu_sets_the_allocator_policy_for_its_gradients(
     graph = load_graph(out)
     config = json.loads((model / "config.json").read_text())
     d_model = config.get("hidden_size") or config["n_embd"]
-    assert sizes == [8 * len(graph.input_tokens) * d_model * itemsize]
+    assert calls == [(8 * len(graph.input_tokens) * d_model * itemsize, "auto")]
+    assert main([*args, "--no-progress", "--batch-size", "8", "--heap-passes", "always"]) == 0
+    assert calls[-1][1] == "always"
 
 
 def test_a_circuit_tracer_resid_mid_clt_converts_inspects_and_traces(
