@@ -45,7 +45,7 @@ def test_trace_from_python_fills_the_graph():
     assert 0 < result.scores.replacement <= 1 and info.seconds > 0
     phases = info.phase_seconds  # where the time went: the graph, then scores and pruning
     assert list(phases) == ["graph", "scores_and_pruning"]
-    assert all(value > 0 for value in phases.values())
+    assert phases["graph"] > 0 and phases["scores_and_pruning"] >= 0  # may round to 0 ms
     assert sum(phases.values()) <= info.seconds + 1e-3
     assert graph.metadata["phase_seconds"] == phases
     work = info.backward  # every pass is a batch of 8 rows over the whole prompt
