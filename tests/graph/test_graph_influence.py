@@ -10,7 +10,9 @@ from circuitscope.graph.influence import (
     cumulative_threshold,
     influence,
     influence_by_inverse,
+    is_strictly_lower,
     normalize_rows,
+    solve_strictly_lower,
 )
 from circuitscope.graph.scores import (
     GraphScores,
@@ -273,3 +275,62 @@ def test_error_share_by_layer_by_hand():
     shares = error_share_by_layer(graph)
     torch.testing.assert_close(shares, torch.tensor([0.25, 0.5], dtype=torch.float64))
     assert float(shares.sum()) == pytest.approx(1 - graph_scores(graph).replacement)
+
+
+# --- the triangular solve ----------------------------------------------------------------------
+def random_block(n_features: int, n_logits: int, n_other: int, seed: int) -> torch.Tensor:
+    """Ā [n_features + n_logits, n_features + n_other]: features read only earlier
+    features (a strictly lower feature block), as a trace's graph does."""
+    generator = torch.Generator().manual_seed(seed)
+    edges = torch.rand(n_features + n_logits, n_features + n_other, generator=generator)
+    edges = edges.double() * (torch.rand(edges.shape, generator=generator) < 0.3)
+    edges[:n_features, :n_features] = torch.tril(edges[:n_features, :n_features], diagonal=-1)
+    return normalize_rows(edges)
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 256])
+def test_the_solve_is_the_series(block: int):
+    lower = random_block(20, 0, 0, seed=block)
+    start = torch.rand(20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    series, step = start.clone(), start.clone()
+    for _ in range(21):
+        step = step @ lower
+        series += step
+    assert not step.any()  # 21 steps end a walk over 20 features
+    torch.testing.assert_close(
+        solve_strictly_lower(lower, start, block=block), series, rtol=1e-12, atol=1e-14
+    )
+
+
+def test_influence_of_a_triangular_graph_matches_the_inverse():
+    normalized = random_block(600, 4, 50, seed=0)  # three blocks of the solve
+    weights = torch.tensor([0.5, 0.25, 0.15, 0.1], dtype=torch.float64)
+    assert is_strictly_lower(normalized[:600, :600])
+    expected = influence_by_inverse(normalized, weights)
+    torch.testing.assert_close(influence(normalized, weights), expected, rtol=1e-10, atol=1e-14)
+    walked = influence(normalized, weights, max_steps=601)  # the step-by-step walk
+    torch.testing.assert_close(walked, expected, rtol=1e-10, atol=1e-14)
+
+
+def test_a_dag_out_of_order_is_walked():
+    """Features not ordered by layer: not triangular, the walk gives the same influence."""
+    normalized = random_block(40, 2, 5, seed=3)
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    rows = torch.cat([order, torch.tensor([40, 41])])
+    columns = torch.cat([order, torch.arange(40, 45)])
+    shuffled = normalized[rows][:, columns]
+    assert not is_strictly_lower(shuffled[:40, :40])
+    weights = torch.tensor([0.7, 0.3], dtype=torch.float64)
+    result = influence(shuffled, weights)
+    torch.testing.assert_close(
+        result[:40], influence(normalized, weights)[order], rtol=1e-10, atol=1e-14
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "lower"), [((2, 1), True), ((1, 1), False), ((1, 2), False), ((0, 9), False)]
+)
+def test_is_strictly_lower(entry: tuple[int, int], lower: bool):
+    square = torch.zeros(10, 10)
+    square[entry] = 1.0
+    assert is_strictly_lower(square, block=4) is lower

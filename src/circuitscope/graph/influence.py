@@ -32,12 +32,19 @@ def influence(normalized: Tensor, logit_weights: Tensor, max_steps: int | None =
 
     normalized: Ā [n_features + n_logits, n_sources], rows features then logits (see the
     module docstring); logit_weights: w [n_logits], the weights of the logit rows.
-    Raises if the walk has not ended after `max_steps` steps (default n_features + 1):
-    a cycle among the features."""
+    Where the feature block is strictly lower triangular (a trace's graph: features
+    ordered by layer), the series is summed by one triangular solve
+    (`solve_strictly_lower`), not step by step (a product over the whole block per
+    step, as many steps as the longest path: about the number of layers). Otherwise
+    the walk; it raises if it has not ended after `max_steps` steps (default
+    n_features + 1): a cycle among the features."""
     n_features = normalized.shape[0] - len(logit_weights)
     steps = n_features + 1 if max_steps is None else max_steps
     features = normalized[:n_features]
     current = logit_weights @ normalized[n_features:]
+    if max_steps is None and is_strictly_lower(features[:, :n_features]):
+        reached = solve_strictly_lower(features[:, :n_features], current[:n_features])
+        return current + reached @ features
     total = current.clone()
     for _ in range(steps):
         if not torch.any(current[:n_features]):
@@ -46,6 +53,44 @@ def influence(normalized: Tensor, logit_weights: Tensor, max_steps: int | None =
         total += current
     if torch.any(current[:n_features]):
         raise ValueError("influence series did not end: the edges have a cycle")
+    return total
+
+
+SOLVE_BLOCK = 256
+"""Rows per block of `solve_strictly_lower` and `is_strictly_lower`."""
+
+
+def is_strictly_lower(square: Tensor, block: int = SOLVE_BLOCK) -> bool:
+    """True when `square` [f, f] is zero on and above its diagonal (a block at a time).
+
+    A trace's feature block is: features are ordered by layer, and a feature reads only
+    from features of lower layers."""
+    size = square.shape[0]
+    for start in range(0, size, block):
+        stop = min(start + block, size)
+        if bool(square[start:stop, stop:].any()):
+            return False
+        if bool(torch.triu(square[start:stop, start:stop]).any()):
+            return False
+    return True
+
+
+def solve_strictly_lower(lower: Tensor, start: Tensor, block: int = SOLVE_BLOCK) -> Tensor:
+    """t with t = start + t · lower, for `lower` [f, f] strictly lower triangular and
+    start [f]: t = start · (I − lower)⁻¹ = start + start·L + start·L² + …, the
+    influence series summed in one pass over the triangle. Element j takes only the
+    elements i > j, so the blocks are solved from the last: each gets the products
+    from the rows below it, then a unit-triangular solve inside. Returns [f]."""
+    size = lower.shape[0]
+    total = start.clone()
+    for first in reversed(range(0, size, block)):
+        stop = min(first + block, size)
+        rhs = total[first:stop]
+        if stop < size:
+            rhs += total[stop:] @ lower[stop:, first:stop]
+        within = -lower[first:stop, first:stop].t()  # upper; the unit diagonal is implied
+        solved = torch.linalg.solve_triangular(within, rhs[:, None], upper=True, unitriangular=True)
+        total[first:stop] = solved[:, 0]
     return total
 
 
