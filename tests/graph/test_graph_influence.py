@@ -265,6 +265,16 @@ def test_positive_values_are_gathered_in_chunks():
     assert _positive_values(scores.T, chunk=5).tolist() == [1.0, 4.0, 2.0, 5.0, 3.0]
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_positive_values_leave_out_negatives_and_zeros(dtype):
+    """numpy's path (fp32, fp64) and torch's (others) keep the same entries, in order."""
+    from circuitscope.graph.influence import _positive_values
+
+    scores = torch.tensor([[-1.0, 2.0, -0.0], [0.5, -3.0, 0.0], [4.0, -0.5, 1.0]], dtype=dtype)
+    result = _positive_values(scores, chunk=4)
+    assert result.dtype == dtype and result.tolist() == [2.0, 0.5, 4.0, 1.0]
+
+
 def test_error_share_by_layer_by_hand():
     # logit (p=1) <- f (1), <- e1 (1); f <- t (1), <- e0 (1); e0 at layer 0, e1 at layer 1.
     kinds = [FEATURE, ERROR, ERROR, TOKEN, LOGIT]

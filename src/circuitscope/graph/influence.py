@@ -13,6 +13,7 @@ is a DAG, so the walk ends after at most (longest path) steps.
 
 from __future__ import annotations
 
+import numpy
 import torch
 from torch import Tensor
 
@@ -137,8 +138,13 @@ def cumulative_threshold(scores: Tensor, fraction: float) -> Tensor:
 
 def _positive_values(scores: Tensor, chunk: int = 1 << 22) -> Tensor:
     """[k] the positive entries of `scores` (any shape), gathered a chunk at a time (a
-    boolean index of the whole tensor would make [k] int64 indices)."""
+    boolean index of the whole tensor would make [k] int64 indices).
+
+    On the CPU numpy compares and counts (torch's `(x > 0).sum()` sums the comparison
+    as int64: a 7,800 x 8,000 edge block with 3% nonzeros took 249 ms, numpy 82 ms)."""
     flat = scores.flatten()
+    if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64):
+        return _positive_values_numpy(flat, chunk)
     pieces = range(0, len(flat), chunk)
     counts = [int((flat[i : i + chunk] > 0).sum()) for i in pieces]
     positive = torch.empty(sum(counts), dtype=scores.dtype, device=scores.device)
@@ -146,6 +152,19 @@ def _positive_values(scores: Tensor, chunk: int = 1 << 22) -> Tensor:
     for i, count in zip(pieces, counts, strict=True):
         piece = flat[i : i + chunk]
         positive[start : start + count] = piece[piece > 0]
+        start += count
+    return positive
+
+
+def _positive_values_numpy(flat: Tensor, chunk: int) -> Tensor:
+    values = flat.detach().numpy()
+    pieces = range(0, len(values), chunk)
+    counts = [int(numpy.count_nonzero(values[i : i + chunk] > 0)) for i in pieces]
+    positive = torch.empty(sum(counts), dtype=flat.dtype)
+    out, start = positive.numpy(), 0
+    for i, count in zip(pieces, counts, strict=True):
+        piece = values[i : i + chunk]
+        out[start : start + count] = piece[piece > 0]
         start += count
     return positive
 
