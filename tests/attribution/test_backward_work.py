@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from circuitscope.attribution import visit
+from circuitscope.attribution import rows, visit
 from circuitscope.attribution.attribute import AttributionLimits, AttributionRun, attribute
 from circuitscope.attribution.columns import ColumnLayout, all_columns
 from circuitscope.attribution.replacement import LocalReplacement, build_replacement
@@ -188,3 +188,32 @@ def test_the_grouped_order_gives_the_ungrouped_graph_with_less_work(
         assert run.work.layer_rows == expected
     assert grouped.work.passes == reference.work.passes
     assert grouped.work.layer_rows <= reference.work.layer_rows
+
+
+def test_a_short_prefix_runs_on_the_longer_graph_until_its_waste_pays_for_its_own():
+    """Ski rental: passes that need all positions but the last two run on the full graph
+    (built by the first pass) while the positions they waste (2 each, times the one
+    layer they reach) stay below a share of what their own graph costs (its positions x
+    n_layers);
+    the pass that reaches that builds it. The rows are the same as those of passes each
+    on its own prefix."""
+    rep = _replacement("llama")
+    seq, n_layers = rep.seq_len, rep.n_layers
+    vector = torch.ones(rep.adapter.d_model, dtype=torch.float64)
+    computer = _computer(rep, batch_size=2)
+    layout = all_columns(len(rep.features), n_layers, seq)
+    exact = RowComputer(rep, layout, 2, 2**30, reuse_longer_graphs=False)
+    short = [Injection(rep.input_site(1), seq - 3, vector)]  # layer 1: one layer below
+    needed = computer.prefix_length(seq - 3)
+    assert needed == seq - 2
+    cost = needed * n_layers  # the graph's forward: its positions through every layer
+    rented = -(-cost // (2 * rows.RENT_SHARE)) - 1  # passes before the waste reaches its share
+    assert rented >= 2
+    computer.rows([Injection(sites.FINAL_NORM, seq - 1, vector)])
+    lengths = []
+    for _ in range(rented + 2):
+        before = computer.work.layer_row_positions
+        values = computer.rows(short).values
+        lengths.append((computer.work.layer_row_positions - before) // 2)  # batch 2, 1 layer
+        _assert_same_edges(values, exact.rows(short).values)
+    assert lengths == [seq] * rented + [needed] * 2

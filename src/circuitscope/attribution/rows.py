@@ -127,6 +127,11 @@ the products' overhead dominated: at 32 tokens, batch 32, ~30 writers per positi
 0.88 ms per layer with blocks of 2 against 0.49 ms with blocks of 8 (+9% padding)."""
 
 
+RENT_SHARE = 4
+"""A prefix without a graph runs on a longer one until the work wasted reaches a
+quarter of its own graph's cost (`RowComputer._graph_for`)."""
+
+
 class _Inlet(torch.autograd.Function):
     """A scalar standing for a captured site: its backward hands the site `gradient`.
 
@@ -181,6 +186,7 @@ class RowComputer:
         batch_size: int,
         writer_cache_bytes: float,
         prefix_buckets: int = 16,
+        reuse_longer_graphs: bool = True,
     ) -> None:
         self.replacement = replacement
         self.batch_size = batch_size
@@ -191,6 +197,13 @@ class RowComputer:
         self._skip = replacement.transcoder.config.skip_connection
         self._step = max(1, -(-replacement.seq_len // prefix_buckets))
         self._graphs: dict[int, _PrefixGraph] = {}
+        self._reuse = reuse_longer_graphs
+        self._wasted: dict[int, int] = {}
+        """Per prefix length without a graph: positions times layers that its passes ran
+        on a longer graph (`_graph_for`)."""
+        n_layers = replacement.n_layers
+        self._site_layers = {replacement.input_site(layer): layer for layer in range(n_layers)}
+        self._site_layers[sites.FINAL_NORM] = n_layers  # a logit's pass reaches every layer
         self._decoders = ActiveDecoders(replacement.transcoder, replacement.features)
         self._slots = [
             writer_slots(
@@ -256,7 +269,8 @@ class RowComputer:
         pass, through the layers below the highest target's; counted in `work`)."""
         if not 0 < len(injections) <= self.batch_size:
             raise ValueError(f"between 1 and {self.batch_size} targets per pass")
-        graph = self._graph(self.prefix_length(max(i.position for i in injections)))
+        needed = self.prefix_length(max(i.position for i in injections))
+        graph = self._graph_for(needed, max(self._site_layers[i.site] for i in injections))
         with heap_during_pass():
             rows = self._backward(graph, injections)
         self._rows = rows.new_empty(0, 0)  # this pass's buffer is freed with `rows`
@@ -307,6 +321,28 @@ class RowComputer:
             largest = torch.maximum(largest, magnitudes.amax(dim=1))
             column_max[start : start + len(index)] = magnitudes.amax(dim=0)
         return RowBatch(values, total.cpu(), largest.cpu(), column_max.cpu())
+
+    def _graph_for(self, needed: int, layers: int) -> _PrefixGraph:
+        """The graph a pass over `needed` positions and `layers` layers runs on.
+
+        Its own prefix's, once built. Until then, with `reuse_longer_graphs`, the shortest
+        longer graph already built, while the work that wastes (the extra positions times
+        the layers, summed over the passes that needed this prefix) stays below a
+        `RENT_SHARE`-th of what building its own costs (a forward over `needed` positions
+        and every layer); then it is built. A 32-token trace built a second graph (0.4 s)
+        for one pass of 65 that needed 30 positions; an 8-token trace has dozens of
+        passes at each length, and renting longer each would cost most of a build
+        (0.06 s) per length. The rows are the same on either graph."""
+        if needed in self._graphs or not self._reuse:
+            return self._graph(needed)
+        longer = [length for length in self._graphs if length > needed]
+        if not longer:
+            return self._graph(needed)
+        shortest = min(longer)
+        self._wasted[needed] = self._wasted.get(needed, 0) + (shortest - needed) * layers
+        if self._wasted[needed] * RENT_SHARE < needed * self.replacement.n_layers:
+            return self._graphs[shortest]
+        return self._graph(needed)
 
     def _graph(self, length: int) -> _PrefixGraph:
         if length not in self._graphs:
