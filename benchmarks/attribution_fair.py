@@ -10,7 +10,10 @@ prompt length) every variant runs `--repeats` times in alternation (ours, peer,
 ours, peer, ...), each in a fresh process, and its fastest run counts:
 
 - circuitscope at each `--ours-batch` (32 is its default), with the heap policy its
-  `trace` command sets (`circuitscope.allocator.set_policy_for_passes`);
+  `trace` command sets (`circuitscope.allocator.set_policy_for_passes`), choosing
+  `--pick-size` features per influence update whatever its batch (128: circuit-tracer's
+  picks at batch 32, its best), so that the batch changes only how the rows are
+  grouped into passes, not which features get them;
 - circuit-tracer at each `--peer-batch`: a number is circuit-tracer as it comes (512 is
   its default batch size); `N+heap` runs it at batch N with the heap policy
   circuitscope's command gives itself.
@@ -56,6 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ours-batch", nargs="+", type=int, default=[32, 128])
+    parser.add_argument(
+        "--pick-size",
+        type=int,
+        default=128,
+        help="features chosen per influence update, for circuitscope at every batch size "
+        "(update_interval = pick size / batch; 128: circuit-tracer's 4 batches of 32, "
+        "so both select the same features)",
+    )
     parser.add_argument(
         "--peer-batch",
         nargs="*",
@@ -144,20 +155,37 @@ def variants(args: argparse.Namespace) -> list[tuple[str, int, bool]]:
     return order
 
 
+def ours_spec(
+    args: argparse.Namespace,
+    transcoder: str,
+    prompt: dict[str, Any],
+    budget: int | None,
+    batch: int,
+    out: Path,
+) -> dict[str, Any]:
+    """What `attribution_workers.ours` runs: at any batch size, the features chosen per
+    influence update are `--pick-size` (update_interval = pick size / batch), so the
+    selection is circuit-tracer's at batch 32 whatever our pass size."""
+    if args.pick_size % batch:
+        raise SystemExit(f"--pick-size {args.pick_size} is not a multiple of batch {batch}")
+    return {
+        "transcoder": transcoder,
+        "prompt": prompt,
+        "out": str(out),
+        "max_feature_nodes": budget,
+        "batch_size": batch,
+        "update_interval": args.pick_size // batch,
+        "max_n_logits": args.max_n_logits,
+        "desired_logit_prob": args.desired_logit_prob,
+        "device": "cpu",
+    }
+
+
 def run_variant(args, model, item, prompt, budget, variant, folder: Path) -> dict[str, Any]:  # noqa: ANN001
     tool, batch, heap = variant
     out = folder / f"{tool}-b{batch}{'-heap' if heap else ''}"
     if tool == "ours":
-        spec = {
-            "transcoder": item["native"],
-            "prompt": prompt,
-            "out": str(out / "graph"),
-            "max_feature_nodes": budget,
-            "batch_size": batch,
-            "max_n_logits": args.max_n_logits,
-            "desired_logit_prob": args.desired_logit_prob,
-            "device": "cpu",
-        }
+        spec = ours_spec(args, item["native"], prompt, budget, batch, out / "graph")
         recorded = fastest_recorded(out, spec) if args.reuse else None
         if recorded is None and args.reuse:
             recorded = _last_ours_run(out, spec)

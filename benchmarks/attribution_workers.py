@@ -209,7 +209,9 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
         max_n_logits=spec["max_n_logits"], desired_logit_prob=spec["desired_logit_prob"]
     )
     limits = AttributionLimits(
-        max_feature_nodes=spec["max_feature_nodes"], batch_size=spec["batch_size"]
+        max_feature_nodes=spec["max_feature_nodes"],
+        batch_size=spec["batch_size"],
+        update_interval=spec.get("update_interval", 4),
     )
     start = time.perf_counter()
     result = trace(

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -139,3 +141,17 @@ def test_reuse_finds_peer_runs_made_from_another_copy_of_the_scripts(tmp_path: P
     assert fair.fastest_recorded(tmp_path, now) == {"seconds": 26.5, "peak_rss_mb": 3732.0}
     other = {"command": ["/venv/python", "/work/main/benchmarks/peer_circuit_tracer.py", "--y"]}
     assert fair.fastest_recorded(tmp_path, other) is None
+
+
+def test_our_runs_choose_circuit_tracers_picks_at_any_batch(tmp_path: Path) -> None:
+    """128 features per influence update (circuit-tracer's 4 batches of 32): batch 16
+    updates every 8 passes, batch 32 every 4; a batch that does not divide it is refused."""
+    fair = _fair()
+    args = fair.parse_args(["--pick-size", "128"])
+    prompt = {"text": "x", "ids": [1, 2]}
+    spec_16 = fair.ours_spec(args, "tc", prompt, 2048, 16, tmp_path)
+    spec_32 = fair.ours_spec(args, "tc", prompt, 2048, 32, tmp_path)
+    assert (spec_16["batch_size"], spec_16["update_interval"]) == (16, 8)
+    assert (spec_32["batch_size"], spec_32["update_interval"]) == (32, 4)
+    with pytest.raises(SystemExit, match="not a multiple"):
+        fair.ours_spec(args, "tc", prompt, 2048, 48, tmp_path)
