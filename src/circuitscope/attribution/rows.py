@@ -418,4 +418,5 @@ class RowComputer:
             device = edges.device
             scales = slots.activations[:n].to(device, edges.dtype)
             features = slots.features[:n].to(device)
-            self._rows[:, features] += edges[:, slots.slots[:n].to(device)] * scales
+            written = edges.index_select(1, slots.slots[:n].to(device)).mul_(scales)
+            self._rows.index_add_(1, features, written)  # 8x `rows[:, f] += ...` on the CPU
