@@ -3,7 +3,7 @@
 import torch
 
 from circuitscope.graph.graph import ERROR, FEATURE, LOGIT, TOKEN
-from circuitscope.graph.influence import influence, normalize_rows
+from circuitscope.graph.influence import influence, is_strictly_lower, normalize_rows
 from circuitscope.testing.tiny_graphs import tiny_graph
 
 
@@ -26,3 +26,14 @@ def test_edges_only_point_forward(arch):
     assert torch.all(graph.node_position[graph.node_kind == FEATURE] > 0)
     scores = influence(normalize_rows(graph.edges), graph.logit_weights())
     assert torch.isfinite(scores).all() and scores.sum() > 0
+
+
+def test_the_feature_block_is_strictly_lower_triangular(arch):
+    """Features are ordered by layer and read only lower layers, so `influence` sums its
+    series by one triangular solve; a graph out of that order would fall back to the
+    step-by-step walk (the same numbers, slower)."""
+    for kind in ("clt", "plt"):
+        graph = tiny_graph(arch, kind)
+        n = graph.n_features
+        assert n > 0 and is_strictly_lower(graph.edges[:n, :n])
+        assert torch.all(torch.diff(graph.node_layer[:n]) >= 0)
