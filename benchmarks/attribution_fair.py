@@ -103,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 f"--cases takes KIND:TOKENS with KIND in {sorted(TRANSCODERS)}, got {case!r}"
             )
         args.case_list.append((kind, int(length)))
+    for batch in args.ours_batch:
+        if batch < 1 or args.pick_size % batch:
+            parser.error(f"--pick-size {args.pick_size} is not a multiple of --ours-batch {batch}")
     for peer in args.peer_batch:
         if not peer.removesuffix("+heap").isdigit():
             parser.error(f"--peer-batch takes N or N+heap, got {peer!r}")

@@ -155,3 +155,10 @@ def test_our_runs_choose_circuit_tracers_picks_at_any_batch(tmp_path: Path) -> N
     assert (spec_32["batch_size"], spec_32["update_interval"]) == (32, 4)
     with pytest.raises(SystemExit, match="not a multiple"):
         fair.ours_spec(args, "tc", prompt, 2048, 48, tmp_path)
+
+
+def test_a_pick_size_that_a_batch_does_not_divide_is_refused_up_front() -> None:
+    fair = _fair()
+    with pytest.raises(SystemExit):
+        fair.parse_args(["--ours-batch", "32", "48", "--pick-size", "128"])
+    assert fair.parse_args(["--ours-batch", "16", "32"]).pick_size == 128

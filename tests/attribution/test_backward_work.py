@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from circuitscope.attribution import rows, visit
+from circuitscope.attribution import visit
 from circuitscope.attribution.attribute import AttributionLimits, AttributionRun, attribute
 from circuitscope.attribution.columns import ColumnLayout, all_columns
 from circuitscope.attribution.replacement import LocalReplacement, build_replacement
-from circuitscope.attribution.rows import Injection, RowComputer
+from circuitscope.attribution.rows import RENT_SHARE, Injection, RowComputer
 from circuitscope.attribution.targets import top_logit_targets
 from circuitscope.graph.graph import Graph
 from circuitscope.graph.prune import prune_graph
@@ -207,7 +207,7 @@ def test_a_short_prefix_runs_on_the_longer_graph_until_its_waste_pays_for_its_ow
     needed = computer.prefix_length(seq - 3)
     assert needed == seq - 2
     cost = needed * n_layers  # the graph's forward: its positions through every layer
-    rented = -(-cost // (2 * rows.RENT_SHARE)) - 1  # passes before the waste reaches its share
+    rented = -(-cost // (2 * RENT_SHARE)) - 1  # passes before the waste reaches its share
     assert rented >= 2
     computer.rows([Injection(sites.FINAL_NORM, seq - 1, vector)])
     lengths = []
@@ -217,3 +217,11 @@ def test_a_short_prefix_runs_on_the_longer_graph_until_its_waste_pays_for_its_ow
         lengths.append((computer.work.layer_row_positions - before) // 2)  # batch 2, 1 layer
         _assert_same_edges(values, exact.rows(short).values)
     assert lengths == [seq] * rented + [needed] * 2
+
+
+def test_a_target_at_an_unknown_site_is_refused():
+    rep = _replacement("llama")
+    computer = _computer(rep, batch_size=2)
+    vector = torch.ones(rep.adapter.d_model, dtype=torch.float64)
+    with pytest.raises(ValueError, match="no target site"):
+        computer.rows([Injection("layers.0.nowhere", 1, vector)])

@@ -122,9 +122,10 @@ def position_dots(grad: Tensor, vectors: Tensor) -> Tensor:
 WRITER_BLOCK_POSITIONS = 8
 """The fewest positions per block of a layer's writer table (`position_blocks`): one
 batched product per block, each position's writers padded to the block's widest. With
-blocks of the prefix step alone, short prompts had one or two positions per block, and
-the products' overhead dominated: at 32 tokens, batch 32, ~30 writers per position,
-0.88 ms per layer with blocks of 2 against 0.49 ms with blocks of 8 (+9% padding)."""
+blocks of the prefix step alone, short prompts had one or two positions per block: at
+32 tokens, batch 32, ~30 writers per position, 0.88 ms per layer with blocks of 2
+against 0.49 ms with blocks of 8 (+9% padding), timed alone; inside a trace, where the
+table comes from memory, the difference was within the machine's noise."""
 
 
 RENT_SHARE = 4
@@ -269,6 +270,11 @@ class RowComputer:
         pass, through the layers below the highest target's; counted in `work`)."""
         if not 0 < len(injections) <= self.batch_size:
             raise ValueError(f"between 1 and {self.batch_size} targets per pass")
+        unknown = {i.site for i in injections} - self._site_layers.keys()
+        if unknown:
+            raise ValueError(
+                f"no target site {sorted(unknown)}: the inlets are {self._site_layers}"
+            )
         needed = self.prefix_length(max(i.position for i in injections))
         graph = self._graph_for(needed, max(self._site_layers[i.site] for i in injections))
         with heap_during_pass():
@@ -419,4 +425,4 @@ class RowComputer:
             scales = slots.activations[:n].to(device, edges.dtype)
             features = slots.features[:n].to(device)
             written = edges.index_select(1, slots.slots[:n].to(device)).mul_(scales)
-            self._rows.index_add_(1, features, written)  # 8x `rows[:, f] += ...` on the CPU
+            self._rows.index_add_(1, features, written)  # one op (8x `+=` timed alone)
